@@ -1,0 +1,86 @@
+"""The whole plugin contract of blend, in one module.
+
+Every extension kind is contributed through a *registration* hook: the hook
+receives a ``register`` callable bound to that kind and to the calling plugin,
+so that duplicate names and failures can be attributed to a plugin by name.
+Built-in components (``blend_core.builtin``) register through these very hooks,
+exactly like third-party packages found through the ``blend`` entry-point group.
+
+A registration is ``register(name, config_cls, factory, description="")``:
+
+- ``name``: unique across all plugins for that kind; the value of ``type:`` in YAML.
+- ``config_cls``: an ``attrs`` class with defaults for every field; the YAML keys
+  of the section (other than ``type``) are structured into it, strictly.
+- ``factory``: builds the component from a config instance (signatures below).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from blend_core.registry import Register
+    from blend_core.runner import RunResult
+
+PROJECT_NAME = "blend"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def blend_add_data_sources(register: Register) -> None:
+    """Register data sources: ``factory(config) -> DataSource``.
+
+    A ``DataSource`` has ``load() -> data`` (a validated ``blend_core.data.NeuralData``
+    or another task's data object whose class names its ``task``) and may define
+    ``write_predictions(predictions, out_dir) -> list[Path]`` for ``blend predict``.
+    Called once when the registry is built; every implementation is called.
+    """
+
+
+@hookspec
+def blend_add_tasks(register: Register) -> None:
+    """Register tasks: ``factory(config, data, device) -> Task`` (see ``blend_core.task``).
+
+    A task owns batching, input masking, the task loss and evaluation for one kind
+    of data; the trainer and the runner are shared by all tasks.
+    """
+
+
+@hookspec
+def blend_add_backbones(register: Register) -> None:
+    """Register backbones: ``factory(config, dims: ModelDims) -> torch.nn.Module``.
+
+    The module's ``forward(x, context=None, **extra)`` returns a
+    ``blend_core.model.ModelOutput`` and it exposes ``feature_dims``.
+    Which inputs a backbone receives is defined by the task that uses it.
+    """
+
+
+@hookspec
+def blend_add_encoders(register: Register) -> None:
+    """Register privileged-feature encoders: ``factory(config, in_dim: int) -> nn.Module``.
+
+    The module maps behavior ``(..., in_dim)`` to ``(..., out_dim)`` and exposes ``out_dim``.
+    """
+
+
+@hookspec
+def blend_add_distillation_losses(register: Register) -> None:
+    """Register distillation losses: ``factory(config, dims: FeatureDims) -> nn.Module``.
+
+    The module's ``forward(student: ModelOutput, teacher: ModelOutput) -> Tensor``
+    returns a scalar; its parameters (e.g. feature projections) train with the student.
+    """
+
+
+@hookspec
+def blend_run_finished(run: RunResult) -> None:
+    """Called after a run has trained and scored its models, before it is reported.
+
+    Plugins may write extra outputs into ``run.out_dir`` (e.g. benchmark submission
+    files). Every implementation is called; exceptions abort the run.
+    """

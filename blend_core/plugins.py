@@ -1,0 +1,124 @@
+"""Finding and loading plugins, built-in and external, the same way."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+from typing import Iterable
+
+import attrs
+import pluggy
+
+from blend_core import hookspecs
+from blend_core.errors import PluginError
+from blend_core.registry import KIND_HOOKS, Register, Registry
+
+ENTRY_POINT_GROUP = "blend"
+AUTOLOAD_ENV = "BLEND_DISABLE_PLUGIN_AUTOLOAD"
+
+#: Built-in plugins, registered exactly like external ones.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "blend_core.builtin.data",
+    "blend_core.builtin.tasks",
+    "blend_core.builtin.backbones",
+    "blend_core.builtin.encoders",
+    "blend_core.builtin.losses",
+)
+
+
+@attrs.frozen
+class PluginInfo:
+    name: str
+    version: str
+    builtin: bool
+
+
+@attrs.define
+class Plugins:
+    """A loaded plugin set: the pluggy manager, the component registry, and what failed."""
+
+    manager: pluggy.PluginManager
+    registry: Registry
+    infos: list[PluginInfo]
+    failures: list[str]
+
+
+def _entry_point_version(ep: EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "unknown"
+    return f"{dist.metadata['Name']}-{dist.version}"
+
+
+def _import_target(target: str | ModuleType | object) -> object:
+    return importlib.import_module(target) if isinstance(target, str) else target
+
+
+def load_plugins(
+    extra: Iterable[str] = (),
+    *,
+    autoload: bool | None = None,
+    entry_points_: Iterable[EntryPoint] | None = None,
+) -> Plugins:
+    """Register built-ins, then external plugins, and build the registry.
+
+    ``extra`` names plugins to load even when autoloading is off: an entry-point
+    name of the ``blend`` group or an importable module. ``entry_points_`` replaces
+    the installed entry points (for tests).
+    """
+    if autoload is None:
+        autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    infos: list[PluginInfo] = []
+    failures: list[str] = []
+    from blend_core import __version__
+
+    for module in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(module), name=module)
+        infos.append(PluginInfo(module, f"blend-core-{__version__}", True))
+
+    eps = list(entry_points(group=ENTRY_POINT_GROUP) if entry_points_ is None else entry_points_)
+    wanted = list(extra)
+    chosen = eps if autoload else [ep for ep in eps if ep.name in wanted]
+    for ep in chosen:
+        version = _entry_point_version(ep)
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must not stop the others
+            failures.append(f"plugin '{ep.name}' ({version}) failed to load: {exc}")
+            continue
+        infos.append(PluginInfo(ep.name, version, False))
+    known = {ep.name for ep in eps}
+    for name in wanted:
+        if name in known or pm.has_plugin(name):
+            continue
+        try:
+            pm.register(_import_target(name), name=name)
+        except Exception as exc:
+            failures.append(f"plugin '{name}' failed to load: {exc}")
+            continue
+        infos.append(PluginInfo(name, "unknown", False))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin '{exc.plugin_name}': {exc}") from None
+    registry = Registry()
+    for kind, hook_name in KIND_HOOKS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            register = Register(kind, impl.plugin_name, registry)
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                failures.append(f"plugin '{impl.plugin_name}' failed to register {kind}s: {exc}")
+    return Plugins(manager=pm, registry=registry, infos=infos, failures=failures)
+
+
+def report_failures(plugins: Plugins) -> None:
+    for line in plugins.failures:
+        print(f"warning: {line}", file=sys.stderr)

@@ -1,0 +1,99 @@
+"""Component registry: the one place where a component is looked up by name."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+from blend_core.errors import ConfigError, PluginError
+
+# kind -> hook that contributes it; the kind string is also what error messages say.
+KIND_HOOKS: dict[str, str] = {
+    "data source": "blend_add_data_sources",
+    "task": "blend_add_tasks",
+    "backbone": "blend_add_backbones",
+    "encoder": "blend_add_encoders",
+    "distillation loss": "blend_add_distillation_losses",
+}
+
+
+@attrs.frozen(kw_only=True)
+class Component:
+    """A named, configurable part contributed by a plugin."""
+
+    kind: str
+    name: str
+    config_cls: type
+    factory: Callable[..., Any]
+    plugin: str
+    description: str = ""
+
+    def build(self, config: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.factory(config, *args, **kwargs)
+
+
+@attrs.define
+class Register:
+    """The callable handed to a registration hook, bound to one kind and one plugin."""
+
+    kind: str
+    plugin: str
+    registry: Registry
+
+    def __call__(
+        self, name: str, config_cls: type, factory: Callable[..., Any], description: str = ""
+    ) -> None:
+        if not attrs.has(config_cls):
+            raise PluginError(
+                f"plugin '{self.plugin}': {self.kind} '{name}' config class must be an attrs class"
+            )
+        self.registry.add(
+            Component(
+                kind=self.kind,
+                name=name,
+                config_cls=config_cls,
+                factory=factory,
+                plugin=self.plugin,
+                description=description,
+            )
+        )
+
+
+@attrs.define
+class Registry:
+    """All components by kind and name."""
+
+    components: dict[str, dict[str, Component]] = attrs.field(
+        factory=lambda: {kind: {} for kind in KIND_HOOKS}
+    )
+
+    def add(self, component: Component) -> None:
+        named = self.components[component.kind]
+        if component.name in named:
+            other = named[component.name].plugin
+            raise PluginError(
+                f"{component.kind} '{component.name}' is registered by both "
+                f"'{other}' and '{component.plugin}'"
+            )
+        named[component.name] = component
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str, path: str | None = None) -> Component:
+        try:
+            return self.components[kind][name]
+        except KeyError:
+            where = f"{path}: " if path else ""
+            available = ", ".join(self.names(kind)) or "none"
+            raise ConfigError(
+                [f"{where}unknown {kind} {name!r}; available: {available}"]
+            ) from None
+
+    def by_plugin(self) -> dict[str, list[Component]]:
+        out: dict[str, list[Component]] = {}
+        for named in self.components.values():
+            for comp in named.values():
+                out.setdefault(comp.plugin, []).append(comp)
+        return out
