@@ -49,7 +49,8 @@ class Inputs:
 
     x: torch.Tensor
     behavior: torch.Tensor | None = None
-    extra: dict[str, Any] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict)  #: passed to the backbone as keyword arguments
+    meta: dict[str, Any] = attrs.field(factory=dict)  #: for the task's loss only (e.g. loss masks)
 
 
 class BlendModel(nn.Module):

@@ -1,0 +1,139 @@
+"""The ``blend`` command line. Bad input: one line on stderr, exit 2 (``--debug`` for the traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Sequence
+
+from blend_core.errors import BlendError
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="blend", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-p", "--plugin", action="append", default=[], metavar="NAME",
+                   help="load this plugin (entry-point name or module) even with autoload off")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_run_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a config key, e.g. train.max_epochs=5 (repeatable)")
+        sp.add_argument("--out", type=Path, help="run directory (default: output.dir)")
+        sp.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+        sp.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+        sp.add_argument("--seeds", type=int, default=1, metavar="K",
+                        help="repeat over K training seeds (train.seed, +1, ...) and report mean ± sd")
+
+    run = sub.add_parser("run", help="train teacher, student and baseline; score them")
+    run.add_argument("config", type=Path)
+    add_run_args(run)
+    demo = sub.add_parser("demo", help="a quick BLEND run on built-in synthetic data")
+    add_run_args(demo)
+    val = sub.add_parser("validate", help="check a config without running it")
+    val.add_argument("config", type=Path)
+    val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
+    sub.add_parser("plugins", help="list plugins and what they contribute")
+    pred = sub.add_parser("predict", help="apply a run's trained student to data (no behavior needed)")
+    pred.add_argument("run_dir", type=Path)
+    pred.add_argument("--data", help="data.path of the sessions to predict (default: the run's data)")
+    pred.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/predictions)")
+    pred.add_argument("--overwrite", action="store_true")
+    return p
+
+
+def _plugins(args: argparse.Namespace, extra: Sequence[str] = ()):
+    from blend_core.plugins import load_plugins, report_failures
+
+    plugins = load_plugins([*args.plugin, *extra])
+    report_failures(plugins)
+    return plugins
+
+
+def _load(args: argparse.Namespace, path: Path):
+    from blend_core.config import apply_overrides, build_config, read_yaml
+
+    raw = read_yaml(path)
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, args.overrides)
+    extra = raw.get("plugins", []) if isinstance(raw, dict) else []
+    plugins = _plugins(args, extra if isinstance(extra, list) else [])
+    return build_config(raw, plugins.registry, source=str(path)), plugins
+
+
+def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
+    from blend_core.runner import format_summary, format_table, run, run_seeds
+
+    config, plugins = _load(args, config_path)
+    if args.seeds < 1:
+        raise BlendError(f"--seeds: expected a positive number, got {args.seeds}")
+    if args.seeds > 1:
+        summary = run_seeds(config, plugins, args.seeds, out_dir=args.out, overwrite=args.overwrite,
+                            resume=args.resume)
+        print(format_summary(summary))
+        print(f"\nrun directory: {args.out or config.output.dir}")
+        return 0
+    result = run(config, plugins, out_dir=args.out, overwrite=args.overwrite, resume=args.resume)
+    print(format_table(result.metrics))
+    print(f"\nrun directory: {result.out_dir}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config, _ = _load(args, args.config)
+    print(f"{args.config}: ok ({config.data.type} data, {config.backbone.type} backbone, "
+          f"{len(config.distillation.losses)} distillation loss(es))")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = _plugins(args)
+    by_plugin = plugins.registry.by_plugin()
+    for info in plugins.infos:
+        tag = " (built-in)" if info.builtin else ""
+        print(f"{info.name}  {info.version}{tag}")
+        for comp in sorted(by_plugin.get(info.name, []), key=lambda c: (c.kind, c.name)):
+            print(f"    {comp.kind:<18} {comp.name:<12} {comp.description}")
+    for line in plugins.failures:
+        print(f"FAILED {line}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from blend_core.predict import predict
+
+    paths = predict(args.run_dir, data_path=args.data, out_dir=args.out, overwrite=args.overwrite,
+                    plugin_names=args.plugin)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, args.config)
+        if args.command == "demo":
+            return cmd_run(args, Path(str(files("blend_core") / "configs" / "quickstart.yaml")))
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "plugins":
+            return cmd_plugins(args)
+        return cmd_predict(args)
+    except BlendError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

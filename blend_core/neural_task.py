@@ -1,0 +1,156 @@
+"""The built-in ``neural`` task: masked modeling of binned spikes (NDT-style, method.md §3)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import blend_core.metrics as metrics  # noqa: E402
+from blend_core.data import NeuralData
+from blend_core.model import BlendModel, Inputs, ModelDims, ModelOutput
+
+
+@attrs.frozen(kw_only=True)
+class MaskedModelingConfig:
+    mask_ratio: float = 0.25  #: fraction of window bins of the held-in input that are masked
+    mask_mode: Literal["zero", "bert"] = "zero"  #: 'bert' splits masked bins into zero/random/keep
+    mask_span: int = 1  #: masked bins come in runs of this length
+    bert_random: float = 0.1
+    bert_keep: float = 0.1
+    eval_batch_size: int = 256
+
+
+class NeuralTask:
+    """Holds a NeuralData's arrays on the training device and batches them by index."""
+
+    def __init__(self, config: MaskedModelingConfig, data: NeuralData, device: torch.device) -> None:
+        if not 0 <= config.mask_ratio < 1:
+            raise ValueError(f"task.mask_ratio: expected a value in [0, 1), got {config.mask_ratio}")
+        self.config, self.data, self.device = config, data, device
+        n_in = data.n_heldin
+        spikes = np.concatenate([data.heldin, data.heldout], axis=2)
+        self.targets = torch.as_tensor(spikes, dtype=torch.float32, device=device)
+        self.observed = ~torch.isnan(self.targets)
+        self.targets = torch.nan_to_num(self.targets)
+        window = data.window_bins
+        heldin = self.targets[:, :, :n_in].clone()
+        heldin[:, window:] = 0.0  # forward bins enter as zeros
+        self.heldin = heldin
+        self.behavior = (
+            torch.as_tensor(np.nan_to_num(data.behavior), dtype=torch.float32, device=device)
+            if data.behavior is not None else None
+        )
+        self.split_index = {
+            s: torch.as_tensor(data.indices(s), device=device) for s in ("train", "val", "test")
+        }
+        self.window = window
+        self.n_in = n_in
+        self.behavior_dim = data.behavior_dim
+        self.dims = ModelDims(
+            input_dim=n_in, output_dim=n_in + data.n_heldout, seq_len=data.n_bins,
+        )
+        self.mean_counts = heldin[self.split_index["train"], :window].mean(dim=(0, 1))
+
+    # ------------------------------------------------------------ training
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        idx = self.split_index[split]
+        if generator is not None:
+            idx = idx[torch.randperm(len(idx), generator=generator, device=generator.device).to(idx.device)]
+        return iter(idx.split(batch_size))
+
+    def _bin_mask(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """(n, window) bool: which window bins are masked, in runs of ``mask_span``."""
+        span = max(1, self.config.mask_span)
+        p = self.config.mask_ratio / span
+        starts = torch.rand(n, self.window, generator=generator, device=generator.device) < p
+        if span == 1:
+            return starts.to(self.device)
+        runs = F.max_pool1d(starts.float()[:, None], span, stride=1, padding=span - 1)[:, 0, : self.window]
+        return (runs > 0).to(self.device)
+
+    def inputs(self, batch: torch.Tensor, generator: torch.Generator | None) -> Inputs:
+        x = self.heldin[batch]
+        behavior = self.behavior[batch] if self.behavior is not None else None
+        n, bins = x.shape[:2]
+        loss_mask = self.observed[batch].clone()
+        if generator is None or self.config.mask_ratio == 0:
+            return Inputs(x=x, behavior=behavior, meta={"loss_mask": loss_mask})
+        masked = self._bin_mask(n, generator)
+        x = x.clone()
+        keep_window = torch.ones(n, bins, dtype=torch.bool, device=self.device)
+        keep_window[:, : self.window] = ~masked
+        loss_mask[:, :, : self.n_in] &= ~keep_window[:, :, None]  # held-in: masked + forward bins only
+        if self.config.mask_mode == "zero":
+            x[:, : self.window][masked] = 0.0
+        else:
+            u = torch.rand(n, self.window, generator=generator, device=generator.device).to(self.device)
+            zero = masked & (u >= self.config.bert_random + self.config.bert_keep)
+            rand = masked & (u < self.config.bert_random)
+            x[:, : self.window][zero] = 0.0
+            noise = torch.poisson(self.mean_counts.expand(n, self.window, -1), generator=None)
+            x[:, : self.window] = torch.where(rand[:, :, None], noise, x[:, : self.window])
+        return Inputs(x=x, behavior=behavior, meta={"loss_mask": loss_mask})
+
+    def loss(self, output: ModelOutput, batch: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        """Poisson NLL (log-rate) on masked held-in bins, all held-out entries and forward bins."""
+        mask = inputs.meta["loss_mask"].float()
+        nll = F.poisson_nll_loss(output.log_rates.float(), self.targets[batch], log_input=True, reduction="none")
+        return (nll * mask).sum() / mask.sum().clamp_min(1.0)
+
+    # ------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def _run(self, model: BlendModel) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = model.training
+        model.eval()
+        rates, latents = [], []
+        all_idx = torch.arange(self.data.n_trials, device=self.device)
+        for idx in all_idx.split(self.config.eval_batch_size):
+            out = model(self.inputs(idx, None))
+            rates.append(out.log_rates.float().exp())
+            latents.append(out.features[-1].float() if out.features else out.log_rates.float())
+        model.train(was_training)
+        return torch.cat(rates), torch.cat(latents)
+
+    def predict(self, model: BlendModel) -> dict[str, Any]:
+        rates, latents = self._run(model)
+        return {"rates": rates.cpu().numpy(), "latents": latents.cpu().numpy()}
+
+    def evaluate(self, model: BlendModel) -> dict[str, Any]:
+        return score_rates(self.data, self.predict(model)["rates"])
+
+
+def score_rates(data: NeuralData, rates: np.ndarray) -> dict[str, float]:
+    """NLB metrics of predicted rates (all trials, all bins, held-in then held-out neurons) on test trials."""
+    test, fit = data.split == "test", data.split != "test"
+    T, n_in = data.window_bins, data.n_heldin
+    spikes = np.concatenate([data.heldin, data.heldout], axis=2)
+    out: dict[str, float] = {
+        "co-bps": metrics.bits_per_spike(rates[test, :T, n_in:], spikes[test, :T, n_in:]),
+    }
+    if data.decode_behavior is not None:
+        groups = data.decode_groups if data.decode_groups is not None else np.zeros(data.n_trials, int)
+        scores = [
+            metrics.velocity_r2(
+                rates[fit & (groups == g), :T], data.decode_behavior[fit & (groups == g)],
+                rates[test & (groups == g), :T], data.decode_behavior[test & (groups == g)],
+            )
+            for g in np.unique(groups[groups >= 0])
+        ]
+        out["vel R2"] = float(np.mean(scores))
+    if data.psth is not None and data.conditions is not None:
+        cond = data.conditions[test]
+        cond_idx = [np.flatnonzero(cond == c) for c in range(data.psth.shape[0])]
+        out["psth R2"] = metrics.psth_r2(rates[test, :T], cond_idx, data.psth)
+    if data.fp_bins:
+        out["fp-bps"] = metrics.bits_per_spike(rates[test, T:], spikes[test, T:])
+    return out
+
+
+def build_neural_task(config: MaskedModelingConfig, data: NeuralData, device: torch.device) -> NeuralTask:
+    return NeuralTask(config, data, device)

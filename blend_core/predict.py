@@ -1,0 +1,65 @@
+"""``blend predict``: a trained student applied to new sessions of the same layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from blend_core.config import build_config, read_yaml
+from blend_core.errors import BlendError
+from blend_core.io import atomic_write
+from blend_core.plugins import load_plugins, report_failures
+from blend_core.runner import build_model, build_task
+from blend_core.training import resolve_device
+
+
+def write_npz(predictions: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Default writer: one ``predictions.npz`` with every array the task predicted."""
+    path = out_dir / "predictions.npz"
+    atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **predictions))
+    return [path]
+
+
+def predict(
+    run_dir: Path, *, data_path: str | None = None, out_dir: Path | None = None,
+    overwrite: bool = False, plugin_names: Sequence[str] = (),
+) -> list[Path]:
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / "checkpoints" / "student.pt"
+    for needed in (run_dir / "config.yaml", checkpoint):
+        if not needed.exists():
+            raise BlendError(f"{needed}: not found; is {run_dir} a finished blend run directory?")
+    raw = read_yaml(run_dir / "config.yaml")
+    if data_path is not None:
+        if "path" not in raw["data"]:
+            raise BlendError(f"--data: data source {raw['data']['type']!r} reads no files (it has no 'path' key)")
+        if not Path(data_path).exists():
+            raise BlendError(f"--data: file not found: {data_path}")
+        raw["data"]["path"] = str(data_path)
+    plugins = load_plugins([*plugin_names, *raw.get("plugins", [])])
+    report_failures(plugins)
+    config = build_config(raw, plugins.registry, source=str(run_dir / "config.yaml"))
+    out_dir = Path(out_dir or run_dir / "predictions")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise BlendError(f"{out_dir}: output directory exists; pass --overwrite to replace its files")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(config.train.device)
+    source = plugins.registry.get("data source", config.data.type).build(config.data.options)
+    data = source.load()
+    task = build_task(config, plugins.registry, data, device)
+    model = build_model(config, plugins.registry, task, privileged=False).to(device)
+    state = torch.load(checkpoint, map_location=device, weights_only=False)["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BlendError(
+            f"--data: data does not match the trained student's layout ({str(exc).splitlines()[1].strip()})"
+        ) from None
+    model.eval()
+    predictions = task.predict(model)
+    writer = getattr(source, "write_predictions", None)
+    return writer(predictions, out_dir) if writer else write_npz(predictions, out_dir)

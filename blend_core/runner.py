@@ -1,0 +1,255 @@
+"""A BLEND run: teacher, then student distilled from the teacher's best checkpoint, and baseline."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from blend_core.config import Config, resolved_dict
+from blend_core.distillation import WeightedSum
+from blend_core.errors import BlendError, DataError
+from blend_core.io import save_torch, write_json, write_yaml
+from blend_core.model import BlendModel, FeatureDims, fused_dims
+from blend_core.plugins import Plugins
+from blend_core.registry import Registry
+from blend_core.task import Task
+from blend_core.training import Objective, fit, resolve_device
+
+log = logging.getLogger("blend")
+
+ROLES = ("teacher", "student", "baseline")
+
+
+@attrs.define(kw_only=True)
+class RunResult:
+    """Everything a run produced; handed to ``blend_run_finished`` hooks."""
+
+    config: Config
+    out_dir: Path
+    data: Any
+    task: Task
+    models: dict[str, BlendModel]
+    metrics: dict[str, dict[str, Any]]
+    predictions: dict[str, dict[str, np.ndarray]]
+
+
+# ------------------------------------------------------------------ building blocks
+
+def load_data(config: Config, registry: Registry) -> Any:
+    source = registry.get("data source", config.data.type).build(config.data.options)
+    return source, source.load()
+
+
+def build_task(config: Config, registry: Registry, data: Any, device: torch.device) -> Task:
+    if config.task is not None:
+        comp, options = registry.get("task", config.task.type, "task.type"), config.task.options
+    else:
+        comp = registry.get("task", data.task, "data.type")
+        options = comp.config_cls()
+    return comp.build(options, data, device)
+
+
+def build_model(config: Config, registry: Registry, task: Task, *, privileged: bool) -> BlendModel:
+    encoder = None
+    if privileged:
+        if task.behavior_dim == 0:
+            raise DataError(f"data.type {config.data.type!r}: no behavior in the data; the teacher needs it")
+        sel = config.privileged.encoder
+        encoder = registry.get("encoder", sel.type, "privileged.type").build(sel.options, task.behavior_dim)
+    dims = fused_dims(task.dims, encoder, config.privileged.fusion)
+    backbone = registry.get("backbone", config.backbone.type, "backbone.type").build(config.backbone.options, dims)
+    return BlendModel(backbone, encoder, config.privileged.fusion)
+
+
+def build_distiller(config: Config, registry: Registry, student: BlendModel, teacher: BlendModel) -> WeightedSum:
+    dims = FeatureDims(student=student.feature_dims, teacher=teacher.feature_dims)
+    losses, weights = [], []
+    for i, w in enumerate(config.distillation.losses):
+        comp = registry.get("distillation loss", w.loss.type, f"distillation.losses.{i}.type")
+        losses.append(comp.build(w.loss.options, dims))
+        weights.append(w.weight)
+    return WeightedSum(losses, weights)
+
+
+def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BlendError(f"{out_dir}: output path exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if resume:
+            return
+        if not overwrite:
+            raise BlendError(
+                f"{out_dir}: output directory exists; pass --overwrite to replace it or --resume to continue it"
+            )
+        shutil.rmtree(out_dir)
+    elif resume:
+        raise BlendError(f"{out_dir}: nothing to resume (no such run directory)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_resumable(out_dir: Path, resolved: dict[str, Any]) -> None:
+    import yaml
+
+    saved_path = out_dir / "config.yaml"
+    if not saved_path.exists():
+        return
+    saved = yaml.safe_load(saved_path.read_text())
+    strip = lambda c: {k: v for k, v in c.items() if k != "output"}
+    if strip(saved) != strip(resolved):
+        raise BlendError(f"{saved_path}: config differs from the run being resumed; use a new --out")
+
+
+# ------------------------------------------------------------------ the run
+
+def train_role(
+    role: str, config: Config, registry: Registry, task: Task, device: torch.device,
+    out_dir: Path, teacher: BlendModel | None = None,
+) -> BlendModel:
+    """Build and train one role (or load it if a finished checkpoint exists); return it in eval mode."""
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, registry, task, privileged=role == "teacher").to(device)
+    objective = Objective(task)
+    if role == "student":
+        distiller = build_distiller(config, registry, model, teacher).to(device)
+        objective = Objective(task, teacher, distiller, config.distillation.alpha)
+    final = out_dir / "checkpoints" / f"{role}.pt"
+    if final.exists():
+        model.load_state_dict(torch.load(final, map_location=device, weights_only=False)["model"])
+        log.info("%s: loaded finished checkpoint %s", role, final)
+    else:
+        result = fit(
+            model, task, config.train, device, role=role, objective=objective,
+            checkpoint=out_dir / "checkpoints" / f"{role}-last.pt",
+        )
+        model.load_state_dict(result.best_state)  # the best, not the last, epoch
+        save_torch(final, {
+            "model": model.state_dict(), "role": role, "best_val": result.best_val,
+            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "history": result.history,
+        })
+        (out_dir / "checkpoints" / f"{role}-last.pt").unlink(missing_ok=True)
+    model.eval()
+    return model
+
+
+def run(
+    config: Config, plugins: Plugins, *, out_dir: Path | None = None,
+    overwrite: bool = False, resume: bool = False, data: Any = None,
+) -> RunResult:
+    """Train teacher, student and baseline; score them; write the run directory."""
+    out_dir = Path(out_dir or config.output.dir)
+    resolved = resolved_dict(config)
+    prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
+    if resume:
+        _check_resumable(out_dir, resolved)
+    write_yaml(out_dir / "config.yaml", resolved)
+    _attach_log(out_dir / "log.txt")
+    device = resolve_device(config.train.device)
+    registry = plugins.registry
+    if data is None:
+        _, data = load_data(config, registry)
+    task = build_task(config, registry, data, device)
+    log.info("data %s on %s", getattr(data, "name", config.data.type), device)
+
+    models: dict[str, BlendModel] = {}
+    models["teacher"] = train_role("teacher", config, registry, task, device, out_dir)
+    for p in models["teacher"].parameters():
+        p.requires_grad_(False)
+    models["student"] = train_role("student", config, registry, task, device, out_dir, models["teacher"])
+    models["baseline"] = train_role("baseline", config, registry, task, device, out_dir)
+
+    metrics = {role: task.evaluate(models[role]) for role in ("baseline", "teacher", "student")}
+    predictions = {role: task.predict(models[role]) for role in ROLES}
+    result = RunResult(
+        config=config, out_dir=out_dir, data=data, task=task, models=models,
+        metrics=metrics, predictions=predictions,
+    )
+    plugins.manager.hook.blend_run_finished(run=result)
+    write_json(out_dir / "metrics.json", metrics)
+    return result
+
+
+def run_seeds(
+    config: Config, plugins: Plugins, seeds: int, *, out_dir: Path | None = None,
+    overwrite: bool = False, resume: bool = False,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Repeat a run over ``seeds`` consecutive training seeds on the same data.
+
+    Each seed gets ``OUT/seed-N``; ``OUT/summary.json`` holds, per role and metric,
+    the mean, the standard deviation and the per-seed values, and the student-minus-
+    baseline gap per seed, so that an effect is shown with its spread.
+    """
+    out_dir = Path(out_dir or config.output.dir)
+    prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
+    _, data = load_data(config, plugins.registry)
+    per_seed = []
+    for i in range(seeds):
+        seeded = attrs.evolve(config, train=attrs.evolve(config.train, seed=config.train.seed + i))
+        result = run(seeded, plugins, out_dir=out_dir / f"seed-{seeded.train.seed}",
+                     resume=resume and (out_dir / f"seed-{seeded.train.seed}").exists(), data=data)
+        per_seed.append(result.metrics)
+    summary = summarize(per_seed)
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def summarize(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for role in per_seed[0]:
+        out[role] = {}
+        for name, value in per_seed[0][role].items():
+            if not isinstance(value, (int, float)):
+                continue
+            values = np.array([m[role][name] for m in per_seed], dtype=float)
+            out[role][name] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                               "values": values.tolist()}
+    if "student" in out and "baseline" in out:
+        out["student - baseline"] = {
+            name: {"mean": float(np.mean(g)), "values": g}
+            for name in out["student"]
+            for g in [[s - b for s, b in zip(out["student"][name]["values"], out["baseline"][name]["values"])]]
+        }
+    return out
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Mean ± sd over seeds, roles as rows."""
+    roles = [r for r in summary if r != "student - baseline"]
+    names = list(summary[roles[0]])
+    width = max(len(r) for r in summary) + 2
+    lines = [" " * width + "".join(f"{n:>18}" for n in names)]
+    for role in roles:
+        cells = "".join(f"{summary[role][n]['mean']:>10.4f} ± {summary[role][n]['sd']:<5.3f}" for n in names)
+        lines.append(f"{role:<{width}}{cells}")
+    gap = summary.get("student - baseline")
+    if gap:
+        lines.append(f"{'student - baseline':<{width}}" + "".join(f"{gap[n]['mean']:>+10.4f}        " for n in names))
+    return "\n".join(lines)
+
+
+def _attach_log(path: Path) -> None:
+    for handler in list(log.handlers):
+        if isinstance(handler, logging.FileHandler):
+            log.removeHandler(handler)
+            handler.close()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def format_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """Scalar metrics as a text table, roles as rows."""
+    roles = list(metrics)
+    names = [k for k, v in metrics[roles[0]].items() if isinstance(v, (int, float))]
+    width = max(len(r) for r in roles) + 2
+    lines = [" " * width + "".join(f"{n:>12}" for n in names)]
+    for role in roles:
+        cells = "".join(f"{metrics[role].get(n, float('nan')):>12.4f}" for n in names)
+        lines.append(f"{role:<{width}}{cells}")
+    return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""One trainer for every role: teacher, student and baseline differ only by its arguments."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from blend_core.config import TrainConfig
+from blend_core.io import save_torch
+from blend_core.model import BlendModel, ModelOutput
+from blend_core.task import Task
+
+log = logging.getLogger("blend")
+
+
+@attrs.define(kw_only=True)
+class FitResult:
+    best_state: dict[str, torch.Tensor]
+    best_val: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from blend_core.errors import BlendError
+
+        raise BlendError("train.device: 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA unless fp32 is asked for; plain fp32 on CPU unless bf16 is."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def warmup_cosine(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+class Objective(nn.Module):
+    """``alpha * (L_task + backbone terms) + (1 - alpha) * L_distill`` for one batch."""
+
+    def __init__(
+        self,
+        task: Task,
+        teacher: BlendModel | None = None,
+        distiller: nn.Module | None = None,
+        alpha: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.teacher = teacher
+        self.distiller = distiller
+        self.alpha = alpha if teacher is not None else 1.0
+
+    def forward(self, model: BlendModel, batch: Any, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        inputs = self.task.inputs(batch, generator)
+        out: ModelOutput = model(inputs)
+        task_loss = self.task.loss(out, batch, inputs)
+        terms = {"task": task_loss, **{k: v.float() for k, v in out.losses.items()}}
+        total = sum(terms.values())
+        if self.teacher is not None and self.distiller is not None:
+            with torch.no_grad():
+                teacher_out = self.teacher(inputs)
+            terms["distill"] = self.distiller(out, teacher_out)
+            total = self.alpha * total + (1.0 - self.alpha) * terms["distill"]
+        terms["loss"] = total
+        return terms
+
+
+def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@torch.no_grad()
+def validation_loss(model: BlendModel, task: Task, train: TrainConfig, device: torch.device) -> torch.Tensor:
+    """Mean task loss on ``val`` with fixed masks, so that epochs are comparable."""
+    was_training = model.training
+    model.eval()
+    gen = make_generator(device, train.seed + 1)
+    total = torch.zeros((), device=device)
+    count = 0
+    with autocast(device, train.precision):
+        for batch in task.batches("val", train.batch_size, None):
+            inputs = task.inputs(batch, gen)
+            total += task.loss(model(inputs), batch, inputs).float() * len(batch)
+            count += len(batch)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def fit(
+    model: BlendModel,
+    task: Task,
+    train: TrainConfig,
+    device: torch.device,
+    *,
+    role: str,
+    objective: Objective,
+    checkpoint: Path | None = None,
+) -> FitResult:
+    """Train with AdamW, warm-up + cosine, clipping and early stopping on validation loss.
+
+    Resumes from ``checkpoint`` when it exists; saves it every ``checkpoint_every`` epochs.
+    Losses stay on the device; the host reads them once per validation.
+    """
+    trainable = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+    trainable = list({id(p): p for p in trainable}.values())
+    opt = torch.optim.AdamW(
+        trainable, lr=train.lr, weight_decay=train.weight_decay,
+        **({"fused": True} if device.type == "cuda" else {"foreach": True}),
+    )
+    n_train = sum(len(b) for b in task.batches("train", train.batch_size, None))
+    steps_per_epoch = max(1, math.ceil(n_train / train.batch_size))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(train.warmup_steps, train.max_epochs * steps_per_epoch)
+    )
+    gen = make_generator(device, train.seed)
+    start_epoch, best_val, best_epoch, history = 0, math.inf, -1, []
+    best_state = _state_copy(model)
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        start_epoch, best_val, best_epoch = state["epoch"] + 1, state["best_val"], state["best_epoch"]
+        best_state, history = state["best_state"], state["history"]
+        log.info("%s: resuming at epoch %d", role, start_epoch)
+
+    def save(epoch: int) -> None:
+        if checkpoint is None:
+            return
+        save_torch(checkpoint, {
+            "model": model.state_dict(), "objective": objective.state_dict(),
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "generator": gen.get_state(), "epoch": epoch, "best_val": best_val,
+            "best_epoch": best_epoch, "best_state": best_state, "history": history,
+        })
+
+    bar = _progress(role, start_epoch, train)
+    model.train()
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, train.max_epochs):
+        running = torch.zeros((), device=device)
+        distill = torch.zeros((), device=device)
+        steps = 0
+        for batch in task.batches("train", train.batch_size, gen):
+            with autocast(device, train.precision):
+                terms = objective(model, batch, gen)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, train.grad_clip, foreach=True)
+            opt.step()
+            sched.step()
+            running += terms["loss"].detach()
+            if "distill" in terms:
+                distill += terms["distill"].detach()
+            steps += 1
+        if (epoch + 1) % train.eval_every and epoch + 1 != train.max_epochs:
+            bar.update(1)
+            continue
+        val = validation_loss(model, task, train, device).item()
+        record = {"epoch": epoch, "train_loss": (running / max(steps, 1)).item(), "val_loss": val}
+        if objective.teacher is not None:
+            record["distill_loss"] = (distill / max(steps, 1)).item()
+        history.append(record)
+        if val < best_val:
+            best_val, best_epoch, best_state = val, epoch, _state_copy(model)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{val:.4f}", best=f"{best_val:.4f}")
+        log.debug("%s epoch %d: %s", role, epoch, record)
+        if (epoch + 1) % train.checkpoint_every == 0:
+            save(epoch)
+        if epoch - best_epoch >= train.patience:
+            log.info("%s: early stop at epoch %d (best %d)", role, epoch, best_epoch)
+            break
+    bar.close()
+    save(epoch)
+    log.info("%s: best val loss %.5f at epoch %d", role, best_val, best_epoch)
+    return FitResult(
+        best_state=best_state, best_val=best_val, best_epoch=best_epoch,
+        epochs_run=epoch + 1, history=history,
+    )
+
+
+def _progress(role: str, start: int, train: TrainConfig):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=train.max_epochs, initial=start, desc=f"{role:>8}", unit="ep",
+        disable=not train.progress, leave=True, dynamic_ncols=True,
+    )

@@ -1,0 +1,1 @@
+"""A template blend plugin: copy this folder to start your own."""

