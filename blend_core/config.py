@@ -38,6 +38,7 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False  #: torch.compile the model (pays off on GPU for long runs)
     progress: bool = True
 
 

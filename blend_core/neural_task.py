@@ -77,23 +77,24 @@ class NeuralTask:
         x = self.heldin[batch]
         behavior = self.behavior[batch] if self.behavior is not None else None
         n, bins = x.shape[:2]
-        loss_mask = self.observed[batch].clone()
+        loss_mask = self.observed[batch]  # indexing copies
         if generator is None or self.config.mask_ratio == 0:
             return Inputs(x=x, behavior=behavior, meta={"loss_mask": loss_mask})
         masked = self._bin_mask(n, generator)
-        x = x.clone()
         keep_window = torch.ones(n, bins, dtype=torch.bool, device=self.device)
         keep_window[:, : self.window] = ~masked
         loss_mask[:, :, : self.n_in] &= ~keep_window[:, :, None]  # held-in: masked + forward bins only
+        # arithmetic, not boolean indexing: no host synchronisation inside a training step
+        window = x[:, : self.window]
         if self.config.mask_mode == "zero":
-            x[:, : self.window][masked] = 0.0
+            window = window * (~masked)[:, :, None]
         else:
             u = torch.rand(n, self.window, generator=generator, device=generator.device).to(self.device)
             zero = masked & (u >= self.config.bert_random + self.config.bert_keep)
             rand = masked & (u < self.config.bert_random)
-            x[:, : self.window][zero] = 0.0
-            noise = torch.poisson(self.mean_counts.expand(n, self.window, -1), generator=None)
-            x[:, : self.window] = torch.where(rand[:, :, None], noise, x[:, : self.window])
+            noise = torch.poisson(self.mean_counts.expand(n, self.window, -1).contiguous(), generator=generator)
+            window = torch.where(rand[:, :, None], noise, window * (~zero)[:, :, None])
+        x[:, : self.window] = window
         return Inputs(x=x, behavior=behavior, meta={"loss_mask": loss_mask})
 
     def loss(self, output: ModelOutput, batch: torch.Tensor, inputs: Inputs) -> torch.Tensor:

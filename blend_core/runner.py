@@ -118,6 +118,8 @@ def train_role(
     if role == "student":
         distiller = build_distiller(config, registry, model, teacher).to(device)
         objective = Objective(task, teacher, distiller, config.distillation.alpha)
+    if config.train.compile:
+        model.compile(dynamic=False)  # in place: state_dict keys are unchanged
     final = out_dir / "checkpoints" / f"{role}.pt"
     if final.exists():
         model.load_state_dict(torch.load(final, map_location=device, weights_only=False)["model"])
