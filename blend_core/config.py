@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -314,7 +315,7 @@ def resolved_dict(config: Config) -> dict[str, Any]:
         out["task"] = _selected_dict(config.task)
     if config.plugins:
         out["plugins"] = list(config.plugins)
-    return out
+    return json.loads(json.dumps(out))  # plain YAML types: tuples become lists
 
 
 # ---------------------------------------------------------------- files and overrides

@@ -81,9 +81,9 @@ class NeuralTask:
         if generator is None or self.config.mask_ratio == 0:
             return Inputs(x=x, behavior=behavior, meta={"loss_mask": loss_mask})
         masked = self._bin_mask(n, generator)
-        keep_window = torch.ones(n, bins, dtype=torch.bool, device=self.device)
-        keep_window[:, : self.window] = ~masked
-        loss_mask[:, :, : self.n_in] &= ~keep_window[:, :, None]  # held-in: masked + forward bins only
+        visible = torch.zeros(n, bins, dtype=torch.bool, device=self.device)  # forward bins are never visible
+        visible[:, : self.window] = ~masked
+        loss_mask[:, :, : self.n_in] &= ~visible[:, :, None]  # held-in: masked window bins + forward bins
         # arithmetic, not boolean indexing: no host synchronisation inside a training step
         window = x[:, : self.window]
         if self.config.mask_mode == "zero":
@@ -135,15 +135,14 @@ def score_rates(data: NeuralData, rates: np.ndarray) -> dict[str, float]:
         "co-bps": metrics.bits_per_spike(rates[test, :T, n_in:], spikes[test, :T, n_in:]),
     }
     if data.decode_behavior is not None:
-        groups = data.decode_groups if data.decode_groups is not None else np.zeros(data.n_trials, int)
-        scores = [
-            metrics.velocity_r2(
-                rates[fit & (groups == g), :T], data.decode_behavior[fit & (groups == g)],
-                rates[test & (groups == g), :T], data.decode_behavior[test & (groups == g)],
-            )
-            for g in np.unique(groups[groups >= 0])
-        ]
-        out["vel R2"] = float(np.mean(scores))
+        masks = {}
+        if data.decode_groups is not None:  # one decoder per group (NLB Area2: active / passive)
+            groups = np.unique(data.decode_groups[data.decode_groups >= 0])
+            both = data.decode_groups[:, None] == groups[None, :]
+            masks = {"train_decode_mask": both[fit], "eval_decode_mask": both[test]}
+        out["vel R2"] = metrics.velocity_r2(
+            rates[fit, :T], data.decode_behavior[fit], rates[test, :T], data.decode_behavior[test], **masks
+        )
     if data.psth is not None and data.conditions is not None:
         cond = data.conditions[test]
         cond_idx = [np.flatnonzero(cond == c) for c in range(data.psth.shape[0])]

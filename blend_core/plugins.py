@@ -105,7 +105,7 @@ def load_plugins(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{exc.plugin_name}': {exc}") from None
+        raise PluginError(f"plugin '{pm.get_name(exc.plugin) or exc.plugin}': {exc}") from None
     registry = Registry()
     for kind, hook_name in KIND_HOOKS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():

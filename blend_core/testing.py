@@ -1,0 +1,188 @@
+"""Conformance kit for backbones: what every backbone plugin must satisfy.
+
+Third-party authors call it from their own tests::
+
+    from blend_core.testing import check_backbone
+
+    def test_my_backbone():
+        check_backbone(build_mine, MyConfig(width=8))
+
+or run every backbone a registry knows about::
+
+    @pytest.mark.parametrize("name, config, factory", backbone_cases(registry))
+    def test_conforms(name, config, factory):
+        check_backbone(factory, config)
+
+Each check raises ``AssertionError`` saying which contract clause failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from blend_core.model import ModelDims, ModelOutput
+
+__all__ = ["BackboneCheckError", "backbone_cases", "check_backbone"]
+
+
+class BackboneCheckError(AssertionError):
+    """A backbone breaks the contract; the message names the check."""
+
+
+def _require(ok: bool, check: str, detail: str) -> None:
+    if not ok:
+        raise BackboneCheckError(f"[{check}] {detail}")
+
+
+def _spikes(generator: torch.Generator, trials: int, seq_len: int, width: int) -> torch.Tensor:
+    x = torch.poisson(torch.full((trials, seq_len, width), 1.0), generator=generator)
+    x[:, -max(1, seq_len // 4):] = 0.0  # forward bins enter as zeros
+    return x
+
+
+def _run(model: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> ModelOutput:
+    out = model(x, context=context)
+    _require(isinstance(out, ModelOutput), "returns ModelOutput",
+             f"forward returned {type(out).__name__}, expected blend_core.model.ModelOutput")
+    return out
+
+
+def check_backbone(
+    factory: Callable[[Any, ModelDims], nn.Module],
+    config: Any,
+    *,
+    input_dim: int = 7,
+    output_dim: int = 9,
+    seq_len: int = 10,
+    context_dim: int = 3,
+    trials: int = 3,
+    seed: int = 0,
+    atol: float = 1e-5,
+    allow_no_grad: Iterable[str] = (),
+) -> None:
+    """Check that ``factory(config, dims)`` builds a backbone honouring the contract.
+
+    Checks, in order: output type, ``log_rates`` shape/dtype/finiteness,
+    ``features`` against ``feature_dims``, ``losses`` are finite scalars,
+    gradients from ``log_rates`` reach every trainable parameter (except names
+    in ``allow_no_grad``), the input is not modified, eval mode is
+    deterministic, trials are independent in eval mode, batch size 1 works,
+    and, with ``context_dim > 0``, the context changes the output while
+    ``context=None`` is still accepted. Gradients are taken in train mode (so
+    posterior-variance paths of VAEs count); everything else in eval mode.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    dims = ModelDims(input_dim=input_dim, output_dim=output_dim, seq_len=seq_len, context_dim=context_dim)
+    model = factory(config, dims)
+    _require(isinstance(model, nn.Module), "is nn.Module", f"factory returned {type(model).__name__}")
+    feature_dims = getattr(model, "feature_dims", None)
+    _require(feature_dims is not None, "feature_dims", "the module has no `feature_dims` attribute")
+    feature_dims = tuple(feature_dims)
+    _require(all(isinstance(w, int) and w > 0 for w in feature_dims), "feature_dims",
+             f"feature_dims must be positive ints, got {feature_dims!r}")
+
+    x = _spikes(gen, trials, seq_len, input_dim)
+    ctx = torch.randn(trials, seq_len, context_dim, generator=gen) if context_dim else None
+
+    # -- train mode: shapes, losses, gradients ------------------------------------------
+    model.train()
+    x_before = x.clone()
+    out = _run(model, x, ctx)
+    _require(torch.equal(x, x_before), "input untouched", "forward modified its input x in place")
+    expected = (trials, seq_len, output_dim)
+    _require(tuple(out.log_rates.shape) == expected, "log_rates shape",
+             f"expected {expected}, got {tuple(out.log_rates.shape)}")
+    _require(out.log_rates.dtype == x.dtype, "log_rates dtype",
+             f"expected {x.dtype} for {x.dtype} input, got {out.log_rates.dtype}")
+    _require(bool(torch.isfinite(out.log_rates).all()), "finite log_rates", "log_rates contain NaN or inf")
+    _check_features(out, feature_dims, trials, seq_len)
+    for name, value in out.losses.items():
+        _require(isinstance(value, torch.Tensor) and value.dim() == 0, "losses are scalars",
+                 f"loss term {name!r} is not a 0-dim tensor")
+        _require(bool(torch.isfinite(value)), "finite losses", f"loss term {name!r} is {value.item()}")
+
+    weights = torch.randn(out.log_rates.shape, generator=gen)  # a random projection avoids symmetric cancellation
+    (out.log_rates * weights).sum().backward()
+    allowed = set(allow_no_grad)
+    missing = [
+        name for name, p in model.named_parameters()
+        if p.requires_grad and p.numel() and name not in allowed
+        and (p.grad is None or not bool(p.grad.ne(0).any()))
+    ]
+    _require(not missing, "gradients reach parameters",
+             f"no gradient from log_rates reaches: {', '.join(missing)} "
+             "(pass allow_no_grad=[...] if a parameter is trained only through `losses`)")
+    model.zero_grad(set_to_none=True)
+
+    # -- eval mode: determinism, batch independence, batch size 1, context ----------------
+    model.eval()
+    with torch.no_grad():
+        first = _run(model, x, ctx).log_rates
+        again = _run(model, x, ctx).log_rates
+        _require(torch.equal(first, again), "eval determinism",
+                 "two eval-mode passes on the same input differ (sampling or dropout left on in eval?)")
+        _require(bool(torch.isfinite(first).all()), "finite log_rates", "eval-mode log_rates contain NaN or inf")
+        single = _run(model, x[:1], None if ctx is None else ctx[:1])
+        _require(tuple(single.log_rates.shape) == (1, seq_len, output_dim), "batch size 1",
+                 f"expected {(1, seq_len, output_dim)}, got {tuple(single.log_rates.shape)}")
+        _check_features(single, feature_dims, 1, seq_len)
+        _close(single.log_rates[0], first[0], atol, "batch independence",
+               "trial 0's output changes when it is run alone instead of in a batch")
+        order = torch.arange(trials - 1, -1, -1)
+        flipped = _run(model, x[order], None if ctx is None else ctx[order]).log_rates
+        _close(flipped, first[order], atol, "batch independence",
+               "reordering the trials of a batch changes their outputs")
+        if trials > 1:
+            other = x.clone()
+            other[1:] = _spikes(gen, trials - 1, seq_len, input_dim)
+            changed = _run(model, other, ctx).log_rates
+            _close(changed[0], first[0], atol, "batch independence",
+                   "trial 0's output depends on the other trials' inputs")
+
+        if context_dim:
+            ctx2 = torch.randn(ctx.shape, generator=gen) * 3.0
+            moved = _run(model, x, ctx2).log_rates
+            _require(not torch.allclose(moved, first, atol=atol), "context is used",
+                     "changing `context` leaves log_rates unchanged; with dims.context_dim > 0 a learned "
+                     "projection of it must enter the backbone")
+            no_ctx = _run(model, x, None).log_rates
+            _require(tuple(no_ctx.shape) == expected, "context optional",
+                     "forward(x, context=None) must work for a backbone built with context_dim > 0")
+
+
+def _check_features(out: ModelOutput, feature_dims: tuple[int, ...], trials: int, seq_len: int) -> None:
+    features = tuple(out.features)
+    _require(len(features) == len(feature_dims), "features match feature_dims",
+             f"{len(features)} features returned but feature_dims has {len(feature_dims)} entries")
+    for i, (feat, width) in enumerate(zip(features, feature_dims)):
+        shape = tuple(feat.shape)
+        _require(shape[:1] == (trials,) and shape[-1:] == (width,), "features match feature_dims",
+                 f"feature {i} has shape {shape}; expected ({trials}, ..., {width})")
+        if len(shape) == 3:
+            _require(shape[1] == seq_len, "features match feature_dims",
+                     f"feature {i} has {shape[1]} bins, expected {seq_len}")
+        _require(bool(torch.isfinite(feat).all()), "finite features", f"feature {i} contains NaN or inf")
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float, check: str, detail: str) -> None:
+    if not torch.allclose(a, b, atol=atol, rtol=1e-4):
+        diff = (a - b).abs().max().item()
+        raise BackboneCheckError(f"[{check}] {detail} (max abs difference {diff:.3g})")
+
+
+def backbone_cases(registry: Any, configs: dict[str, Any] | None = None) -> list[tuple[str, Any, Callable]]:
+    """``(name, config, factory)`` for every backbone in ``registry``, for ``pytest.mark.parametrize``.
+
+    ``configs`` maps a backbone name to the (small) config to test with; the
+    others use their config class's defaults.
+    """
+    configs = configs or {}
+    cases = []
+    for name in registry.names("backbone"):
+        component = registry.get("backbone", name)
+        cases.append((name, configs.get(name, component.config_cls()), component.factory))
+    return cases

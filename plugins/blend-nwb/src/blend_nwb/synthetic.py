@@ -1,0 +1,202 @@
+"""Synthetic sessions written in exactly the layout of the NLB'21 DANDI files.
+
+The demo and the tests read these through the same path a real
+``sub-*_desc-train_behavior+ecephys.nwb`` takes: ``units`` with ``spike_times``,
+per-trial ``obs_intervals`` and boolean ``heldout``; ``trials`` with ``split`` and the
+dataset's alignment and condition columns; behavior as a 1 kHz ``TimeSeries`` in
+``processing/behavior`` (trial-table columns only for DMFC_RSG).
+
+Generative assumptions (a toy, stated plainly): each condition has a reach
+direction; hand velocity is a bell-shaped speed profile in that direction with a
+per-trial gain and timing jitter; neurons are Poisson with log-rates linear in the
+velocity 100 ms later (neurons lead the hand), so behavior pins down per-trial
+variability the spikes show only noisily. DMFC: rates ramp from set to go with a
+slope set by the produced interval ``tp``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from blend_nwb.nlb import SPECS
+
+#: Per-dataset sizes of the real files (held-in, held-out), for reference and defaults.
+NLB_SIZES = {
+    "mc_maze": (137, 45), "mc_rtt": (98, 32), "area2_bump": (49, 16), "dmfc_rsg": (45, 15),
+    "mc_maze_large": (122, 40), "mc_maze_medium": (114, 38), "mc_maze_small": (107, 35),
+}
+
+
+@attrs.frozen(kw_only=True)
+class SyntheticNLB:
+    dataset: str = "mc_maze"
+    n_trials: int = 120  #: trials in the train file (train + val + none)
+    n_test_trials: int = 0  #: trials in the companion test file (0: no test file)
+    n_heldin: int = 20
+    n_heldout: int = 8
+    split_fractions: tuple[float, float, float] = (0.7, 0.25, 0.05)  #: train, val, none
+    n_conditions: int = 6
+    base_rate_hz: float = 12.0
+    seed: int = 0
+
+
+def _trial_times(cfg: SyntheticNLB, n: int, rng: np.random.Generator, t0: float) -> dict[str, np.ndarray]:
+    """Start/stop/alignment times (seconds, sub-ms, never on bin edges by construction)."""
+    if cfg.dataset == "mc_rtt":
+        dur = rng.uniform(0.8, 1.2, n)
+        start = t0 + np.concatenate([[0.0], np.cumsum(dur)[:-1]])
+        return {"start_time": start, "stop_time": start + dur, "align": start}
+    if cfg.dataset == "dmfc_rsg":
+        ts = np.zeros(n)
+        is_short = rng.integers(0, 2, n)
+        short_ts = np.array([480, 560, 640, 720, 800.0])
+        long_ts = np.array([800, 900, 1000, 1100, 1200.0])
+        ts = np.where(is_short == 1, short_ts[rng.integers(0, 5, n)], long_ts[rng.integers(0, 5, n)])
+        tp = np.round(ts * rng.normal(1.0, 0.08, n), 0)
+        pre = 1.75 + rng.uniform(0, 0.2, n)
+        dur = pre + 0.8
+        start = t0 + np.concatenate([[0.0], np.cumsum(dur + 0.15)[:-1]])
+        go = start + pre + rng.uniform(0, 0.001, n)
+        return {"start_time": start, "stop_time": start + dur, "align": go, "set_time": go - tp / 1000.0,
+                "ts": ts, "tp": tp, "is_short": is_short}
+    pre = 0.5 + rng.uniform(0, 0.2, n)
+    dur = pre + 0.95 + rng.uniform(0, 0.1, n)
+    start = t0 + np.concatenate([[0.0], np.cumsum(dur + 0.1)[:-1]])
+    return {"start_time": start, "stop_time": start + dur, "align": start + pre + rng.uniform(0, 0.001, n)}
+
+
+def _session(cfg: SyntheticNLB, n: int, rng: np.random.Generator, loading: np.ndarray, base: np.ndarray):
+    """Times, conditions, 1 kHz velocity and per-ms spike counts for n trials."""
+    times = _trial_times(cfg, n, rng, t0=0.5)
+    end_ms = int(np.ceil(times["stop_time"][-1] * 1000)) + 500
+    t = np.arange(end_ms) / 1000.0
+    cond = rng.integers(0, cfg.n_conditions, n)
+    angle = 2 * np.pi * cond / cfg.n_conditions
+    vel = np.zeros((end_ms, 2))
+    drive = np.zeros((end_ms, loading.shape[0]))
+    gain = rng.uniform(0.6, 1.4, n)
+    shift = rng.normal(0, 0.03, n)
+    for i in range(n):
+        a, b = int(times["start_time"][i] * 1000), int(times["stop_time"][i] * 1000)
+        tt = t[a:b] - times["align"][i]
+        if cfg.dataset == "dmfc_rsg":
+            set_t = times["set_time"][i] - times["align"][i]
+            ramp = np.clip((tt - set_t) / max(-set_t, 1e-3), 0, 1.2)
+            drive[a:b, 0] = ramp * 2.0
+            drive[a:b, 1] = np.where(tt > 0, 1.0, 0.0)
+            continue
+        ang = angle[i] if cfg.dataset != "mc_rtt" else rng.uniform(0, 2 * np.pi)
+        speed = 300.0 * gain[i] * np.exp(-0.5 * ((tt - 0.2 - shift[i]) / 0.09) ** 2)
+        vel[a:b] = speed[:, None] * np.array([np.cos(ang), np.sin(ang)])[None, :]
+    if cfg.dataset != "dmfc_rsg":
+        lead = 100  # neurons lead the hand by 100 ms
+        v = np.vstack([vel[lead:], np.zeros((lead, 2))]) / 300.0
+        drive[:, 0:2] = v
+        drive[:, 2] = np.linalg.norm(v, axis=1)
+    # Poisson spikes inside each trial only (the observed intervals), trial by trial to bound memory
+    ms_parts, unit_parts = [], []
+    for i in range(n):
+        a = int(np.ceil(times["start_time"][i] * 1000))
+        b = int(np.floor(times["stop_time"][i] * 1000))
+        rate = np.minimum(np.exp(base[None, :] + drive[a:b] @ loading) / 1000.0, 0.5)  # spikes per ms
+        counts = rng.poisson(rate)
+        ms, unit = np.nonzero(counts)
+        reps = counts[ms, unit]
+        ms_parts.append(np.repeat(ms + a, reps))
+        unit_parts.append(np.repeat(unit, reps))
+    spike_ms = np.concatenate(ms_parts)
+    spike_unit = np.concatenate(unit_parts)
+    return times, cond, vel, (spike_ms, spike_unit), end_ms
+
+
+def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test_path: str | Path | None = None,
+                   **overrides) -> Path:
+    """Write a synthetic train file (and optionally the companion test file) in NLB layout."""
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.behavior import SpatialSeries
+    from pynwb.file import Subject
+    from pynwb.misc import Units
+
+    cfg = attrs.evolve(config or SyntheticNLB(), **overrides)
+    if cfg.dataset not in SPECS:
+        raise ValueError(f"unknown NLB dataset {cfg.dataset!r}")
+    spec = SPECS[cfg.dataset]
+    rng = np.random.default_rng(cfg.seed)
+    n_units = cfg.n_heldin + cfg.n_heldout
+    loading = rng.normal(0, 0.8, (3, n_units))
+    base = np.log(cfg.base_rate_hz) + rng.normal(0, 0.4, n_units)
+    heldout = np.zeros(n_units, bool)
+    heldout[rng.permutation(n_units)[: cfg.n_heldout]] = True
+
+    def build(n: int, splits: np.ndarray, with_behavior: bool, units_mask: np.ndarray, desc: str) -> NWBFile:
+        times, cond, vel, (spike_ms, spike_unit), end_ms = _session(cfg, n, rng, loading, base)
+        order = np.argsort(spike_unit, kind="stable")
+        spike_ms, spike_unit = spike_ms[order], spike_unit[order]
+        unit_bounds = np.searchsorted(spike_unit, np.arange(n_units + 1))
+        start = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+        nwb = NWBFile(session_description=f"synthetic {cfg.dataset} ({desc}) in NLB'21 layout, made by blend-nwb",
+                      identifier=f"blend-synthetic-{cfg.dataset}-{desc}-{cfg.seed}", session_start_time=start,
+                      keywords=["Neural Latents Benchmark", "synthetic"], experimenter=["blend-nwb"],
+                      experiment_description="synthetic reaching-like task for tests and demos",
+                      institution="none (synthetic)",
+                      subject=Subject(subject_id="synthetic", species="Macaca mulatta", sex="M", age="P10Y"))
+        nwb.units = Units(name="units", description="synthetic sorted units", resolution=1e-4)
+        nwb.add_trial_column("split", 'Trial split: "train", "val", "test", or "none"')
+        extra: dict[str, np.ndarray] = {}
+        if spec.align_field not in ("start_time",):
+            extra[spec.align_field] = times["align"]
+        if cfg.dataset.startswith("mc_maze"):
+            extra["trial_type"] = 1 + cond // 3
+            extra["trial_version"] = cond % 3
+        elif cfg.dataset == "area2_bump":
+            extra["cond_dir"] = (cond % 8) * 45.0
+            extra["ctr_hold_bump"] = (cond // 8) % 2 == 1 if cfg.n_conditions > 8 else rng.integers(0, 2, n) == 1
+        elif cfg.dataset == "dmfc_rsg":
+            extra["set_time"] = times["set_time"]
+            extra["is_eye"] = rng.integers(0, 2, n).astype(bool)
+            extra["theta"] = np.where(rng.integers(0, 2, n) == 1, 180.0, 0.0)
+            extra["is_short"] = times["is_short"].astype(bool)
+            extra["ts"] = times["ts"]
+            extra["tp"] = times["tp"] if desc == "train" else np.full(n, np.nan)
+            extra["is_outlier"] = (rng.uniform(size=n) < 0.05) if desc == "train" else np.zeros(n, bool)
+        for name in extra:
+            nwb.add_trial_column(name, f"synthetic {name}")
+        for i in range(n):
+            nwb.add_trial(start_time=float(times["start_time"][i]), stop_time=float(times["stop_time"][i]),
+                          split=str(splits[i]), **{k: v[i].item() for k, v in extra.items()})
+        # per-trial observation intervals (continuous recording for MC_RTT), spikes inside them only
+        if cfg.dataset == "mc_rtt":
+            obs = np.array([[times["start_time"][0], times["stop_time"][-1] + 0.3]])
+        else:
+            obs = np.stack([times["start_time"], times["stop_time"]], axis=1)
+        nwb.add_unit_column("heldout", "Whether the unit is held out in the test data (True) or not (False)")
+        for u in np.flatnonzero(units_mask):
+            ms = spike_ms[unit_bounds[u] : unit_bounds[u + 1]]
+            st = (ms + rng.uniform(0.05, 0.95, len(ms))) / 1000.0
+            nwb.add_unit(spike_times=np.sort(st), obs_intervals=obs, heldout=bool(heldout[u]))
+        if with_behavior and not spec.trial_behavior:
+            mod = nwb.create_processing_module("behavior", "Processed behavioral data")
+            name = spec.behavior[0]
+            vel = vel[: int(round(obs[:, 1].max() * 1000))]  # the session ends with the last observation
+            mod.add(TimeSeries(name=name, data=vel, unit="mm/s", rate=1000.0, starting_time=0.0,
+                               comments="columns=[x,y]", description=f"synthetic {name}, x and y"))
+            mod.add(SpatialSeries(name="hand_pos" if name != "hand_pos" else "cursor_pos",
+                                  data=np.cumsum(vel, axis=0) / 1e6, rate=1000.0, starting_time=0.0,
+                                  reference_frame="screen center", unit="meters",
+                                  description="synthetic position, x and y"))
+        return nwb
+
+    path = Path(path)
+    labels = rng.choice(np.array(["train", "val", "none"]), size=cfg.n_trials,
+                        p=np.array(cfg.split_fractions) / sum(cfg.split_fractions))
+    labels[:2] = ["train", "val"]  # both splits always present
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(build(cfg.n_trials, labels, True, np.ones(n_units, bool), "train"))
+    if test_path is not None and cfg.n_test_trials:
+        with NWBHDF5IO(str(test_path), "w") as io:
+            io.write(build(cfg.n_test_trials, np.full(cfg.n_test_trials, "test"), False, ~heldout, "test"))
+    return path

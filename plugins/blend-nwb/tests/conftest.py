@@ -1,0 +1,23 @@
+"""Tiny synthetic NLB-layout files, written once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blend_nwb.synthetic import write_nlb_file
+
+from blend_nwb.nlb import SPECS
+
+DATASETS = tuple(SPECS)
+
+
+@pytest.fixture(scope="session")
+def nlb_files(tmp_path_factory) -> dict[str, Path]:
+    """One small train file per NLB dataset (60 trials; 150 for DMFC's per-condition tp correlation)."""
+    root = tmp_path_factory.mktemp("nlb")
+    return {
+        ds: write_nlb_file(root / f"{ds}.nwb", dataset=ds, n_trials=150 if ds == "dmfc_rsg" else 60, n_heldin=10, n_heldout=4, seed=1)
+        for ds in DATASETS
+    }
