@@ -13,11 +13,15 @@ from blend_core.errors import BlendError
 EXIT_BAD_INPUT = 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blend", description=__doc__)
+def _global_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("-p", "--plugin", action="append", default=[], metavar="NAME",
                    help="load this plugin (entry-point name or module) even with autoload off")
+
+
+def _parser(plugins) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="blend", description=__doc__)
+    _global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_run_args(sp: argparse.ArgumentParser) -> None:
@@ -43,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--data", help="data.path of the sessions to predict (default: the run's data)")
     pred.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/predictions)")
     pred.add_argument("--overwrite", action="store_true")
+    plugins.manager.hook.blend_add_commands(subparsers=sub)
     return p
 
 
@@ -55,13 +60,16 @@ def _plugins(args: argparse.Namespace, extra: Sequence[str] = ()):
 
 
 def _load(args: argparse.Namespace, path: Path):
+    """The config at ``path`` with ``--set`` applied, and the plugins it names loaded."""
     from blend_core.config import apply_overrides, build_config, read_yaml
 
     raw = read_yaml(path)
     if isinstance(raw, dict):
         raw = apply_overrides(raw, args.overrides)
     extra = raw.get("plugins", []) if isinstance(raw, dict) else []
-    plugins = _plugins(args, extra if isinstance(extra, list) else [])
+    plugins = args.plugins
+    if isinstance(extra, list) and extra:
+        plugins = _plugins(args, extra)
     return build_config(raw, plugins.registry, source=str(path)), plugins
 
 
@@ -91,7 +99,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    plugins = _plugins(args)
+    plugins = args.plugins
     by_plugin = plugins.registry.by_plugin()
     for info in plugins.infos:
         tag = " (built-in)" if info.builtin else ""
@@ -114,8 +122,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    _global_options(pre)
+    early, _ = pre.parse_known_args(argv)
     try:
+        plugins = _plugins(early)
+    except BlendError as exc:
+        if early.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args = _parser(plugins).parse_args(argv)
+    args.plugins = plugins
+    try:
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "run":
             return cmd_run(args, args.config)
         if args.command == "demo":

@@ -39,7 +39,7 @@ class NeuralData:
     decode_behavior: np.ndarray | None = None  #: (trials, T, K_dec)
     decode_groups: np.ndarray | None = None  #: (trials,) int; one decoder per group, -1 = not decoded
     conditions: np.ndarray | None = None  #: (trials,) int condition id, -1 = none
-    psth: np.ndarray | None = None  #: (n_conditions, T, N_in + N_out) target PSTHs of test trials
+    psth: np.ndarray | None = None  #: (n_conditions, T, N_in + N_out) condition-mean targets; the source picks the trials (NLB: train + val)
     true_rates: np.ndarray | None = None  #: (trials, T + fp_bins, N_in + N_out), synthetic only
     name: str = "data"
 

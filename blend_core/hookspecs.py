@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import argparse
+
     from blend_core.registry import Register
     from blend_core.runner import RunResult
 
@@ -82,5 +84,15 @@ def blend_run_finished(run: RunResult) -> None:
     """Called after a run has trained and scored its models, before it is reported.
 
     Plugins may write extra outputs into ``run.out_dir`` (e.g. benchmark submission
-    files). Every implementation is called; exceptions abort the run.
+    files) and may add or replace entries of ``run.metrics`` (e.g. with a benchmark's
+    own scorer's values); ``metrics.json`` and the printed table are written after
+    this hook. Every implementation is called; exceptions abort the run.
+    """
+
+
+@hookspec
+def blend_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``blend`` subcommands: ``sp = subparsers.add_parser(name, help=...)``, then
+    ``sp.set_defaults(handler=fn)`` with ``fn(args) -> int`` (the exit code). Raise
+    ``BlendError`` for bad input. Every implementation is called.
     """

@@ -46,6 +46,20 @@ def test_submissions_reproduce_metrics(maze_run):
         assert set(theirs) == {"co-bps", "vel R2", "psth R2", "fp-bps"}
         for name, value in theirs.items():
             assert scores[name] == pytest.approx(float(value), abs=1e-6), (role, name)
+    # the core's own metrics agreed with nlb_tools before the hook reported the latter
+    assert "core computed" not in (out / "log.txt").read_text()
+
+
+def test_blend_score_command(maze_run, capsys):
+    from blend_core.cli import main
+
+    _, out = maze_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert main(["score", str(out / "submission-baseline.h5"), str(out / "nlb-target.h5"), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["mc_maze"]
+    assert scores == pytest.approx({k: metrics["baseline"][k] for k in scores}, abs=1e-6)
+    assert main(["score", str(out / "nope.h5"), str(out / "nlb-target.h5")]) == 2
+    assert capsys.readouterr().err == f"error: {out / 'nope.h5'}: file not found\n"
 
 
 def test_score_submission_matches_metrics(maze_run):

@@ -48,3 +48,32 @@ def blend_run_finished(run: Any) -> None:
                 log.warning("%s %s: core computed %.8f, nlb evaluation of %s gives %.8f; reporting the latter",
                             role, name, old, path.name, value)
             mine[name] = value
+
+
+@hookimpl
+def blend_add_commands(subparsers: Any) -> None:
+    score = subparsers.add_parser("score", help="score an NLB submission .h5 against a target .h5 (as nlb_tools)")
+    score.add_argument("submission", help="submission .h5 (e.g. RUN_DIR/submission-student.h5)")
+    score.add_argument("target", help="target .h5 (e.g. RUN_DIR/nlb-target.h5)")
+    score.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    score.set_defaults(handler=_score_command)
+
+
+def _score_command(args: Any) -> int:
+    import json
+    from pathlib import Path
+
+    from blend_core.errors import BlendError
+    from blend_nwb.evaluation import score_submission
+
+    for path in (args.submission, args.target):
+        if not Path(path).is_file():
+            raise BlendError(f"{path}: file not found")
+    scores = score_submission(args.submission, args.target)
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        for dataset, values in scores.items():
+            for name, value in values.items():
+                print(f"{dataset}\t{name}\t{value:.6f}")
+    return 0
