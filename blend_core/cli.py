@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from blend_core.errors import BlendError
 

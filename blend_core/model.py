@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, Mapping
 
 import attrs
 import torch
@@ -21,7 +22,8 @@ class ModelOutput:
 
     log_rates: torch.Tensor
     features: tuple[torch.Tensor, ...] = ()
-    losses: dict[str, torch.Tensor] = attrs.field(factory=dict)
+    # an immutable default, not a factory: torch.compile cannot trace attrs' factory defaults
+    losses: Mapping[str, torch.Tensor] = attrs.field(default=MappingProxyType({}))
 
 
 @attrs.frozen(kw_only=True)

@@ -86,19 +86,6 @@ def _split(stacked: tuple[torch.Tensor, tuple[torch.Tensor, ...], dict[str, torc
     )
 
 
-def _terms(objective: Objective, out: ModelOutput, batch: Any, inputs: Inputs,
-           teacher_out: ModelOutput | None) -> dict[str, torch.Tensor]:
-    """The loss terms of ``Objective.forward``, given the student's and teacher's outputs."""
-    task_loss = objective.task.loss(out, batch, inputs)
-    terms = {"task": task_loss, **{k: v.float() for k, v in out.losses.items()}}
-    total = sum(terms.values())
-    if teacher_out is not None and objective.distiller is not None:
-        terms["distill"] = objective.distiller(out, teacher_out)
-        total = objective.alpha * total + (1.0 - objective.alpha) * terms["distill"]
-    terms["loss"] = total
-    return terms
-
-
 class _Batches:
     """Per step, the batch and inputs of each model: one shared draw, or one per seed."""
 
@@ -209,7 +196,7 @@ def fit_many(
                 outs = stack(x, behavior, inputs[0].extra, batched_inputs=batched, training=True)
                 teacher_outs = _teacher_outputs(objectives, teachers, inputs, x, behavior, batched)
                 terms = [
-                    _terms(objectives[i], _split(outs, i), batches[i], inputs[i], teacher_outs[i]) for i in range(k)
+                    objectives[i].terms(_split(outs, i), batches[i], inputs[i], teacher_outs[i]) for i in range(k)
                 ]
             opt.zero_grad(set_to_none=True)
             losses = torch.stack([t["loss"] for t in terms])

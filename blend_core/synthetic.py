@@ -8,6 +8,7 @@ says nothing about real recordings):
   condition) makes trials of one condition drift apart in phase.
 - Spikes are Poisson with log-rate = baseline + loading · latent. Baselines are
   low, so one trial's spikes constrain its phase only loosely.
+- PSTH targets are condition means of the true rates over the test trials.
 - Behavior (e.g. hand velocity) is a nonlinear readout ``tanh`` of the latent
   plus small noise: it pins down each trial's phase, which the spikes leave
   ambiguous. A teacher that sees behavior can therefore infer trial-specific
@@ -20,7 +21,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from blend_core.data import NeuralData, gaussian_smooth
+from blend_core.data import NeuralData
 
 
 @attrs.frozen(kw_only=True)
@@ -39,7 +40,6 @@ class SyntheticConfig:
     speed_jitter: float = 0.8  #: spread of the per-trial speed factor
     behavior_noise: float = 0.05
     split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25)  #: train, val, test
-    psth_sd_ms: float = 70.0
     seed: int = 0
 
 
@@ -73,10 +73,11 @@ def generate(config: SyntheticConfig) -> NeuralData:
     split[order[n_train : n_train + n_val]] = "val"
     split = split.astype(str)
 
+    # PSTH targets: the condition means of the *true* rates over the scored trials.
+    # (NLB smooths spikes because it has no ground truth; here we have it.)
     test = split == "test"
-    smooth = gaussian_smooth(spikes[test, :T], config.psth_sd_ms / config.bin_ms)
     psth = np.stack(
-        [smooth[cond[test] == c].mean(axis=0) for c in range(config.n_conditions)]
+        [rates[test & (cond == c), :T].mean(axis=0) for c in range(config.n_conditions)]
     ).astype(np.float32)
 
     return NeuralData(

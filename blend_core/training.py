@@ -81,13 +81,19 @@ class Objective(nn.Module):
 
     def forward(self, model: BlendModel, batch: Any, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         inputs = self.task.inputs(batch, generator)
-        out: ModelOutput = model(inputs)
-        task_loss = self.task.loss(out, batch, inputs)
-        terms = {"task": task_loss, **{k: v.float() for k, v in out.losses.items()}}
-        total = sum(terms.values())
-        if self.teacher is not None and self.distiller is not None:
+        teacher_out = None
+        if self.teacher is not None:
             with torch.no_grad():
                 teacher_out = self.teacher(inputs)
+        return self.terms(model(inputs), batch, inputs, teacher_out)
+
+    def terms(
+        self, out: ModelOutput, batch: Any, inputs: Any, teacher_out: ModelOutput | None
+    ) -> dict[str, torch.Tensor]:
+        """The named loss terms, and their combination under ``"loss"``, for given outputs."""
+        terms = {"task": self.task.loss(out, batch, inputs), **{k: v.float() for k, v in out.losses.items()}}
+        total = sum(terms.values())
+        if teacher_out is not None and self.distiller is not None:
             terms["distill"] = self.distiller(out, teacher_out)
             total = self.alpha * total + (1.0 - self.alpha) * terms["distill"]
         terms["loss"] = total

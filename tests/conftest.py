@@ -47,3 +47,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` and ``gpu`` tests run only when asked for with ``-m``."""
+    asked = config.getoption("markexpr") or ""
+    for item in items:
+        for marker in ("slow", "gpu"):
+            if marker in item.keywords and marker not in asked:
+                item.add_marker(pytest.mark.skip(reason=f"{marker}: opt in with -m {marker}"))

@@ -24,15 +24,6 @@ CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and robust on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def setup(tiny_raw, builtin_plugins):
     tiny_raw["backbone"].update(dropout=0.0, dropout_embedding=0.0)
@@ -131,9 +122,7 @@ def test_bf16_autocast_on_cpu_runs_and_stays_close_to_fp32(setup):
 
 
 @pytest.mark.slow  # inductor compiles C++ kernels with gcc: about a minute on 2 cores (cold cache)
-def test_compiled_training_matches_eager(setup, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow: opt in with -m slow")
+def test_compiled_training_matches_eager(setup):
     config, registry, task = setup
     torch.manual_seed(0)
     eager = build_model(config, registry, task, privileged=False)

@@ -17,15 +17,6 @@ from blend_core.training import Objective, fit
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and robust on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def setup(tiny_raw, builtin_plugins):
     tiny_raw["backbone"].update(dropout=0.0, dropout_embedding=0.0)
