@@ -32,6 +32,8 @@ def _parser(plugins) -> argparse.ArgumentParser:
         sp.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         sp.add_argument("--seeds", type=int, default=1, metavar="K",
                         help="repeat over K training seeds (train.seed, +1, ...) and report mean ± sd")
+        sp.add_argument("--at-once", action="store_true",
+                        help="with --seeds: train the K models of each role together (vmapped; for GPUs)")
 
     run = sub.add_parser("run", help="train teacher, student and baseline; score them")
     run.add_argument("config", type=Path)
@@ -81,7 +83,7 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
         raise BlendError(f"--seeds: expected a positive number, got {args.seeds}")
     if args.seeds > 1:
         summary = run_seeds(config, plugins, args.seeds, out_dir=args.out, overwrite=args.overwrite,
-                            resume=args.resume)
+                            resume=args.resume, at_once=args.at_once)
         print(format_summary(summary))
         print(f"\nrun directory: {args.out or config.output.dir}")
         return 0

@@ -19,7 +19,7 @@ from blend_core.model import BlendModel, FeatureDims, fused_dims
 from blend_core.plugins import Plugins
 from blend_core.registry import Registry
 from blend_core.task import Task
-from blend_core.training import Objective, fit, resolve_device
+from blend_core.training import FitResult, Objective, fit, resolve_device
 
 log = logging.getLogger("blend")
 
@@ -107,64 +107,78 @@ def _check_resumable(out_dir: Path, resolved: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------ the run
 
+def build_role(
+    role: str, config: Config, registry: Registry, task: Task, device: torch.device,
+    teacher: BlendModel | None = None,
+) -> tuple[BlendModel, Objective]:
+    """A freshly initialised model for ``role`` (seeded by ``train.seed``) and its objective."""
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, registry, task, privileged=role == "teacher").to(device)
+    if role != "student":
+        return model, Objective(task)
+    distiller = build_distiller(config, registry, model, teacher).to(device)
+    return model, Objective(task, teacher, distiller, config.distillation.alpha)
+
+
+def _final_path(out_dir: Path, role: str) -> Path:
+    return out_dir / "checkpoints" / f"{role}.pt"
+
+
+def _load_final(model: BlendModel, out_dir: Path, role: str, device: torch.device) -> None:
+    path = _final_path(out_dir, role)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+    log.info("%s: loaded finished checkpoint %s", role, path)
+
+
+def _save_final(model: BlendModel, out_dir: Path, role: str, result: FitResult) -> None:
+    """Keep the best (not the last) epoch's weights, in the model and on disk."""
+    model.load_state_dict(result.best_state)
+    save_torch(_final_path(out_dir, role), {
+        "model": model.state_dict(), "role": role, "best_val": result.best_val,
+        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "history": result.history,
+    })
+    (out_dir / "checkpoints" / f"{role}-last.pt").unlink(missing_ok=True)
+
+
 def train_role(
     role: str, config: Config, registry: Registry, task: Task, device: torch.device,
     out_dir: Path, teacher: BlendModel | None = None,
 ) -> BlendModel:
     """Build and train one role (or load it if a finished checkpoint exists); return it in eval mode."""
-    torch.manual_seed(config.train.seed)
-    model = build_model(config, registry, task, privileged=role == "teacher").to(device)
-    objective = Objective(task)
-    if role == "student":
-        distiller = build_distiller(config, registry, model, teacher).to(device)
-        objective = Objective(task, teacher, distiller, config.distillation.alpha)
+    model, objective = build_role(role, config, registry, task, device, teacher)
     if config.train.compile:
         model.compile(dynamic=False)  # in place: state_dict keys are unchanged
-    final = out_dir / "checkpoints" / f"{role}.pt"
-    if final.exists():
-        model.load_state_dict(torch.load(final, map_location=device, weights_only=False)["model"])
-        log.info("%s: loaded finished checkpoint %s", role, final)
+    if _final_path(out_dir, role).exists():
+        _load_final(model, out_dir, role, device)
     else:
         result = fit(
             model, task, config.train, device, role=role, objective=objective,
             checkpoint=out_dir / "checkpoints" / f"{role}-last.pt",
         )
-        model.load_state_dict(result.best_state)  # the best, not the last, epoch
-        save_torch(final, {
-            "model": model.state_dict(), "role": role, "best_val": result.best_val,
-            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "history": result.history,
-        })
-        (out_dir / "checkpoints" / f"{role}-last.pt").unlink(missing_ok=True)
+        _save_final(model, out_dir, role, result)
     model.eval()
     return model
 
 
-def run(
-    config: Config, plugins: Plugins, *, out_dir: Path | None = None,
-    overwrite: bool = False, resume: bool = False, data: Any = None,
-) -> RunResult:
-    """Train teacher, student and baseline; score them; write the run directory."""
-    out_dir = Path(out_dir or config.output.dir)
-    resolved = resolved_dict(config)
+def _freeze(model: BlendModel) -> BlendModel:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _start(config: Config, out_dir: Path, *, overwrite: bool, resume: bool) -> None:
     prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
+    resolved = resolved_dict(config)
     if resume:
         _check_resumable(out_dir, resolved)
     write_yaml(out_dir / "config.yaml", resolved)
     _attach_log(out_dir / "log.txt")
-    device = resolve_device(config.train.device)
-    registry = plugins.registry
-    if data is None:
-        _, data = load_data(config, registry)
-    task = build_task(config, registry, data, device)
-    log.info("data %s on %s", getattr(data, "name", config.data.type), device)
 
-    models: dict[str, BlendModel] = {}
-    models["teacher"] = train_role("teacher", config, registry, task, device, out_dir)
-    for p in models["teacher"].parameters():
-        p.requires_grad_(False)
-    models["student"] = train_role("student", config, registry, task, device, out_dir, models["teacher"])
-    models["baseline"] = train_role("baseline", config, registry, task, device, out_dir)
 
+def finish_run(
+    config: Config, plugins: Plugins, out_dir: Path, data: Any, task: Task, models: dict[str, BlendModel],
+) -> RunResult:
+    """Score and predict with every role, let plugins add outputs, write ``metrics.json``."""
     metrics = {role: task.evaluate(models[role]) for role in ("baseline", "teacher", "student")}
     predictions = {role: task.predict(models[role]) for role in ROLES}
     result = RunResult(
@@ -176,28 +190,94 @@ def run(
     return result
 
 
+def run(
+    config: Config, plugins: Plugins, *, out_dir: Path | None = None,
+    overwrite: bool = False, resume: bool = False, data: Any = None,
+) -> RunResult:
+    """Train teacher, student and baseline; score them; write the run directory."""
+    out_dir = Path(out_dir or config.output.dir)
+    _start(config, out_dir, overwrite=overwrite, resume=resume)
+    device = resolve_device(config.train.device)
+    registry = plugins.registry
+    if data is None:
+        _, data = load_data(config, registry)
+    task = build_task(config, registry, data, device)
+    log.info("data %s on %s", getattr(data, "name", config.data.type), device)
+
+    models: dict[str, BlendModel] = {}
+    models["teacher"] = _freeze(train_role("teacher", config, registry, task, device, out_dir))
+    models["student"] = train_role("student", config, registry, task, device, out_dir, models["teacher"])
+    models["baseline"] = train_role("baseline", config, registry, task, device, out_dir)
+    return finish_run(config, plugins, out_dir, data, task, models)
+
+
+def _train_at_once(
+    role: str, configs: list[Config], registry: Registry, task: Task, device: torch.device,
+    out_dirs: list[Path], teachers: list[BlendModel] | None = None,
+) -> list[BlendModel]:
+    """One role for every seed, trained together by ``fit_many`` (one vmapped model)."""
+    from blend_core.multi import fit_many
+
+    built = [
+        build_role(role, c, registry, task, device, teachers[i] if teachers else None)
+        for i, c in enumerate(configs)
+    ]
+    models = [m for m, _ in built]
+    if all(_final_path(d, role).exists() for d in out_dirs):
+        for model, d in zip(models, out_dirs):
+            _load_final(model, d, role, device)
+    else:
+        results = fit_many(models, task, configs[0].train, device, role=role,
+                           objectives=[o for _, o in built], seeds=[c.train.seed for c in configs])
+        for model, d, result in zip(models, out_dirs, results):
+            _save_final(model, d, role, result)
+    return [m.eval() for m in models]
+
+
 def run_seeds(
     config: Config, plugins: Plugins, seeds: int, *, out_dir: Path | None = None,
-    overwrite: bool = False, resume: bool = False,
+    overwrite: bool = False, resume: bool = False, at_once: bool = False,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Repeat a run over ``seeds`` consecutive training seeds on the same data.
 
     Each seed gets ``OUT/seed-N``; ``OUT/summary.json`` holds, per role and metric,
     the mean, the standard deviation and the per-seed values, and the student-minus-
-    baseline gap per seed, so that an effect is shown with its spread.
+    baseline gap per seed, so that an effect is shown with its spread. ``at_once``
+    trains each role for all seeds together (``blend_core.multi``): faster on a GPU.
     """
     out_dir = Path(out_dir or config.output.dir)
     prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     _, data = load_data(config, plugins.registry)
-    per_seed = []
-    for i in range(seeds):
-        seeded = attrs.evolve(config, train=attrs.evolve(config.train, seed=config.train.seed + i))
-        result = run(seeded, plugins, out_dir=out_dir / f"seed-{seeded.train.seed}",
-                     resume=resume and (out_dir / f"seed-{seeded.train.seed}").exists(), data=data)
-        per_seed.append(result.metrics)
+    configs = [attrs.evolve(config, train=attrs.evolve(config.train, seed=config.train.seed + i))
+               for i in range(seeds)]
+    dirs = [out_dir / f"seed-{c.train.seed}" for c in configs]
+    if at_once:
+        per_seed = _run_at_once(configs, plugins, dirs, data, resume=resume)
+    else:
+        per_seed = [run(c, plugins, out_dir=d, resume=resume and d.exists(), data=data).metrics
+                    for c, d in zip(configs, dirs)]
     summary = summarize(per_seed)
     write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _run_at_once(
+    configs: list[Config], plugins: Plugins, dirs: list[Path], data: Any, *, resume: bool,
+) -> list[dict[str, dict[str, Any]]]:
+    if configs[0].train.compile:
+        raise BlendError("--at-once: train.compile is not supported with models trained at once")
+    for c, d in zip(configs, dirs):
+        _start(c, d, overwrite=False, resume=resume and d.exists())
+    registry = plugins.registry
+    device = resolve_device(configs[0].train.device)
+    task = build_task(configs[0], registry, data, device)
+    teachers = [_freeze(m) for m in _train_at_once("teacher", configs, registry, task, device, dirs)]
+    students = _train_at_once("student", configs, registry, task, device, dirs, teachers)
+    baselines = _train_at_once("baseline", configs, registry, task, device, dirs)
+    return [
+        finish_run(c, plugins, d, data, task, {"teacher": t, "student": s, "baseline": b}).metrics
+        for c, d, t, s, b in zip(configs, dirs, teachers, students, baselines)
+    ]
 
 
 def summarize(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:

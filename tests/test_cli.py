@@ -118,3 +118,22 @@ def test_predict_writes_student_rates_without_behavior(tmp_path, tiny_config_fil
     assert code == 2 and "output directory exists" in err
     code, _, err = run_cli(capsys, "predict", str(out), "--data", "x.nwb")
     assert code == 2 and err == "error: --data: data source 'synthetic' reads no files (it has no 'path' key)\n"
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+def test_seeds_summarise_mean_sd_and_gap(tmp_path, tiny_config_file, capsys, at_once):
+    out = tmp_path / "seeds"
+    argv = ["run", str(tiny_config_file), "--out", str(out), "--seeds", "2", "--set", "train.seed=7"]
+    code, stdout, _ = run_cli(capsys, *argv, *(["--at-once"] if at_once else []))
+    assert code == 0
+    per_seed = [json.loads((out / f"seed-{s}" / "metrics.json").read_text()) for s in (7, 8)]
+    assert yaml.safe_load((out / "seed-8" / "config.yaml").read_text())["train"]["seed"] == 8
+    summary = json.loads((out / "summary.json").read_text())
+    for role in ("baseline", "teacher", "student"):
+        values = [m[role]["vel R2"] for m in per_seed]
+        assert summary[role]["vel R2"]["values"] == pytest.approx(values)
+        assert summary[role]["vel R2"]["mean"] == pytest.approx(np.mean(values))
+        assert summary[role]["vel R2"]["sd"] == pytest.approx(np.std(values, ddof=1))
+    gap = [m["student"]["co-bps"] - m["baseline"]["co-bps"] for m in per_seed]
+    assert summary["student - baseline"]["co-bps"]["values"] == pytest.approx(gap)
+    assert "±" in stdout and "student - baseline" in stdout
