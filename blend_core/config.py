@@ -39,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    threads: int | None = None  #: CPU threads for torch (None: torch's default); 1 is fastest for tiny models
     compile: bool = False  #: torch.compile the model (pays off on GPU for long runs)
     progress: bool = True
 

@@ -14,8 +14,8 @@ from torch import nn
 class ModelOutput:
     """What every backbone returns.
 
-    ``log_rates``: predictions on the log scale (``(trials, bins, neurons)`` for
-    spiking tasks); ``features``: per-layer hidden states used by feature
+    ``log_rates``: the task's prediction (log-rates ``(trials, bins, neurons)`` for
+    spiking tasks; predicted activity for the neuron-identity task); ``features``: per-layer hidden states used by feature
     distillation, each ``(..., width)``; ``losses``: extra named loss terms the
     backbone adds to the task loss (e.g. LFADS' KL terms).
     """

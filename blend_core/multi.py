@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from blend_core.errors import BlendError
+
 from blend_core.config import TrainConfig
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.task import Task
@@ -98,7 +100,7 @@ class _Batches:
         for batches in zip(*orders):
             inputs = [self.task.inputs(b, g) for b, g in zip(batches, gens)]
             if len(inputs) > 1 and any(i.extra for i in inputs):
-                raise ValueError("fit_many: per-model seeds with Inputs.extra are not supported; share the seed")
+                raise BlendError("--at-once: this task passes extra inputs per model, which cannot be stacked yet; run the seeds one by one")
             if len(inputs) == 1:
                 yield [batches[0]] * self.k, [inputs[0]] * self.k, inputs[0].x, inputs[0].behavior, False
             else:

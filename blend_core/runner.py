@@ -167,6 +167,8 @@ def _freeze(model: BlendModel) -> BlendModel:
 
 
 def _start(config: Config, out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
     prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     resolved = resolved_dict(config)
     if resume:
@@ -227,8 +229,16 @@ def _train_at_once(
         for model, d in zip(models, out_dirs):
             _load_final(model, d, role, device)
     else:
-        results = fit_many(models, task, configs[0].train, device, role=role,
-                           objectives=[o for _, o in built], seeds=[c.train.seed for c in configs])
+        try:
+            results = fit_many(models, task, configs[0].train, device, role=role,
+                               objectives=[o for _, o in built], seeds=[c.train.seed for c in configs])
+        except RuntimeError as exc:  # e.g. no vmap batching rule for nn.GRU
+            if "Batching rule" not in str(exc):
+                raise
+            raise BlendError(
+                f"--at-once: backbone {configs[0].backbone.type!r} cannot be trained at once "
+                f"({str(exc).splitlines()[0]}); run the seeds one by one"
+            ) from None
         for model, d, result in zip(models, out_dirs, results):
             _save_final(model, d, role, result)
     return [m.eval() for m in models]
@@ -304,13 +314,17 @@ def format_summary(summary: dict[str, Any]) -> str:
     roles = [r for r in summary if r != "student - baseline"]
     names = list(summary[roles[0]])
     width = max(len(r) for r in summary) + 2
-    lines = [" " * width + "".join(f"{n:>18}" for n in names)]
+    cols = [max(18, len(n) + 2) for n in names]
+    lines = [" " * width + "".join(f"{n:>{c}}" for n, c in zip(names, cols))]
     for role in roles:
-        cells = "".join(f"{summary[role][n]['mean']:>10.4f} ± {summary[role][n]['sd']:<5.3f}" for n in names)
+        cells = "".join(
+            f"{summary[role][n]['mean']:>{c - 8}.4f} ± {summary[role][n]['sd']:<5.3f}" for n, c in zip(names, cols)
+        )
         lines.append(f"{role:<{width}}{cells}")
     gap = summary.get("student - baseline")
     if gap:
-        lines.append(f"{'student - baseline':<{width}}" + "".join(f"{gap[n]['mean']:>+10.4f}        " for n in names))
+        lines.append(f"{'student - baseline':<{width}}"
+                     + "".join(f"{gap[n]['mean']:>+{c - 8}.4f}        " for n, c in zip(names, cols)))
     return "\n".join(lines)
 
 
@@ -330,8 +344,9 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     roles = list(metrics)
     names = [k for k, v in metrics[roles[0]].items() if isinstance(v, (int, float))]
     width = max(len(r) for r in roles) + 2
-    lines = [" " * width + "".join(f"{n:>12}" for n in names)]
+    cols = [max(12, len(n) + 2) for n in names]
+    lines = [" " * width + "".join(f"{n:>{c}}" for n, c in zip(names, cols))]
     for role in roles:
-        cells = "".join(f"{metrics[role].get(n, float('nan')):>12.4f}" for n in names)
+        cells = "".join(f"{metrics[role].get(n, float('nan')):>{c}.4f}" for n, c in zip(names, cols))
         lines.append(f"{role:<{width}}{cells}")
     return "\n".join(lines)

@@ -6,7 +6,8 @@ says nothing about real recordings):
 - Each trial has a 2-d latent state that rotates with a condition-specific
   start angle and speed; a per-trial *speed factor* (not determined by the
   condition) makes trials of one condition drift apart in phase.
-- Spikes are Poisson with log-rate = baseline + loading · latent. Baselines are
+- Spikes are Poisson with log-rate = baseline + loading · latent; every neuron is
+  tuned (a random preferred direction, gain 0.7–1.3). Baselines are
   low, so one trial's spikes constrain its phase only loosely.
 - PSTH targets are condition means of the true rates over the test trials.
 - Behavior (e.g. hand velocity) is a nonlinear readout ``tanh`` of the latent
@@ -57,7 +58,10 @@ def generate(config: SyntheticConfig) -> NeuralData:
     radius = np.linspace(0.4, 1.0, bins)[None, :]
     latent = np.stack([radius * np.cos(phase), radius * np.sin(phase)], axis=-1)  # (n, bins, 2)
 
-    loading = rng.normal(0, config.loading_scale, (2, n_all))
+    # every neuron is tuned: a preferred direction and a gain in [0.7, 1.3] x loading_scale
+    angle = rng.uniform(0, 2 * np.pi, n_all)
+    gain = config.loading_scale * rng.uniform(0.7, 1.3, n_all)
+    loading = gain * np.stack([np.cos(angle), np.sin(angle)])
     log_base = np.log(config.baseline_rate) + rng.normal(0, 0.3, n_all)
     rates = np.exp(log_base + latent @ loading)
     spikes = rng.poisson(rates).astype(np.float32)

@@ -1,0 +1,65 @@
+"""Classifiers on frozen neuron embeddings, and their scores. No torch here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+Kind = Literal["logistic", "mlp", "knn"]
+
+
+def make_classifier(kind: Kind, *, class_weight: str = "balanced", knn_neighbors: int = 10,
+                    mlp_hidden: int = 64, seed: int = 0) -> Any:
+    """A scikit-learn pipeline: standardise the embeddings, then classify."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    weight = None if class_weight == "none" else class_weight
+    if kind == "logistic":
+        clf = LogisticRegression(max_iter=2000, class_weight=weight)
+    elif kind == "mlp":  # scikit-learn's MLP has no class weights
+        clf = MLPClassifier((mlp_hidden,), max_iter=1000, early_stopping=False, alpha=1e-3, random_state=seed)
+    elif kind == "knn":
+        clf = KNeighborsClassifier(n_neighbors=knn_neighbors, weights="distance")
+    else:
+        raise ValueError(f"task.classifier: unknown classifier {kind!r}; expected logistic, mlp or knn")
+    return make_pipeline(StandardScaler(), clf)
+
+
+def fit_predict(
+    features: np.ndarray, labels: np.ndarray, fit_mask: np.ndarray, classes: Sequence[str], kind: Kind, **options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on ``features[fit_mask]``; predicted class and probabilities ``(N, len(classes))`` for every row."""
+    clf = make_classifier(kind, **options)
+    fit_x = features[fit_mask]
+    if kind == "knn":
+        clf.set_params(kneighborsclassifier__n_neighbors=min(options.get("knn_neighbors", 10), len(fit_x)))
+    clf.fit(fit_x, labels[fit_mask])
+    proba = np.zeros((len(features), len(classes)), dtype=np.float32)
+    cols = [list(classes).index(c) for c in clf.classes_]
+    proba[:, cols] = clf.predict_proba(features)
+    return np.asarray(classes)[proba.argmax(1)].astype(str), proba
+
+
+def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Top-1 accuracy, macro-F1 over ``labels``, confusion matrix (rows: true) and support, JSON-ready."""
+    try:
+        from blend_core.metrics import classification_scores as core_scores
+    except ImportError:  # an older blend-core
+        core_scores = None
+    if core_scores is not None:
+        out = core_scores(y_true, y_pred, labels)
+    else:
+        from sklearn.metrics import confusion_matrix, f1_score
+
+        out = {
+            "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
+            "macro F1": float(f1_score(y_true, y_pred, labels=list(labels), average="macro", zero_division=0)),
+            "confusion": confusion_matrix(y_true, y_pred, labels=list(labels)).tolist(),
+            "support": [int(np.sum(y_true == c)) for c in labels],
+        }
+    return {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}

@@ -1,0 +1,246 @@
+"""The ``neuron_identity`` task: self-supervised neuron embeddings, scored by classifying identity.
+
+Training (every neuron, every subject; labels are never used): a sample is a
+pair ``(neuron, start frame)``; the model sees the neuron's activity over
+``window`` frames and predicts each next frame (MSE), given population inputs
+at the predicted frame. Windows are drawn from the first ``1 - val_fraction``
+of each session's frames; validation windows (early stopping) from the rest.
+
+Scoring: the trained model's embeddings (``features[0]``) are frozen; a
+classifier fit on the labelled neurons of the ``train`` label split predicts
+the ``test`` split (a held-out animal by default): top-1 accuracy, macro-F1,
+confusion matrix and support for each label set (EC/IN, subclass).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from blend_core.errors import DataError
+from blend_core.model import BlendModel, Inputs, ModelDims, ModelOutput
+from blend_spatial.classify import classification_scores, fit_predict
+from blend_spatial.data import NeuronIdentityData
+
+POPULATION_INPUTS = ("population mean", "population std", "neighbour mean", "neighbour std")
+
+
+@attrs.frozen(kw_only=True)
+class NeuronIdentityConfig:
+    window: int = 32  #: frames of a neuron's own past the model sees
+    windows_per_neuron: int = 8  #: training windows per neuron per epoch
+    val_fraction: float = 0.2  #: last share of each session's frames, for validation windows
+    val_windows_per_neuron: int = 4
+    radius_um: float = 65.0  #: neighbours: other neurons of the session within this distance
+    normalize: bool = True  #: z-score each neuron's activity (statistics of its training frames)
+    classifier: Literal["logistic", "mlp", "knn"] = "logistic"
+    class_weight: Literal["balanced", "none"] = "balanced"  #: logistic only
+    knn_neighbors: int = 10
+    mlp_hidden: int = 64
+    eval_batch_size: int = 1024
+
+
+def neighbours(positions: np.ndarray, radius: float):
+    """Sparse (n, n) 0/1 matrix: pairs of distinct neurons within ``radius`` (a k-d tree, not n² distances)."""
+    from scipy.sparse import coo_matrix
+    from scipy.spatial import cKDTree
+
+    n = len(positions)
+    pairs = cKDTree(positions).query_pairs(radius, output_type="ndarray")
+    rows, cols = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    return coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n)).tocsr()
+
+
+class NeuronIdentityTask:
+    """Holds all sessions on the device, padded to the longest; batches are ``(B, 2)`` (neuron, start)."""
+
+    def __init__(self, config: NeuronIdentityConfig, data: NeuronIdentityData, device: torch.device) -> None:
+        if not isinstance(data, NeuronIdentityData):
+            raise DataError(f"task 'neuron_identity' needs neuron-identity data, got {type(data).__name__}")
+        if not 0 < config.val_fraction < 1:
+            raise DataError(f"task.val_fraction: expected a value in (0, 1), got {config.val_fraction}")
+        self.config, self.data, self.device = config, data, device
+        W = config.window
+        sessions = data.sessions
+        frames = np.array([s.n_frames for s in sessions])
+        train_end = np.floor(frames * (1 - config.val_fraction)).astype(np.int64)
+        for s, f, e in zip(sessions, frames, train_end):
+            if e < W + 2 or f - e < W + 2:
+                raise DataError(
+                    f"{s.origin or s.name}: {f} frames are too few for task.window={W} with "
+                    f"val_fraction={config.val_fraction}; each part needs more than {W + 1} frames"
+                )
+        n, f_max = data.n_neurons, int(frames.max())
+        act = np.zeros((n, f_max), np.float32)
+        nbr_sum, nbr_sq = np.zeros_like(act), np.zeros_like(act)
+        nbr_n = np.zeros(n, np.float32)
+        pop_sum, pop_sq = np.zeros((len(sessions), f_max), np.float32), np.zeros((len(sessions), f_max), np.float32)
+        behavior = np.zeros((len(sessions), f_max, data.behavior_dim), np.float32)
+        if data.behavior_dim:
+            fit = np.concatenate([s.behavior[:e] for s, e in zip(sessions, train_end)])
+            b_mean, b_std = fit.mean(0), fit.std(0).clip(1e-6)
+        for k, (s, o) in enumerate(zip(sessions, data.offsets)):
+            a = s.activity.astype(np.float64)
+            if config.normalize:
+                ref = a[:, : train_end[k]]
+                a = (a - ref.mean(1, keepdims=True)) / ref.std(1, keepdims=True).clip(1e-6)
+            a = a.astype(np.float32)
+            act[o : o + s.n_neurons, : s.n_frames] = a
+            pop_sum[k, : s.n_frames], pop_sq[k, : s.n_frames] = a.sum(0), (a**2).sum(0)
+            adj = neighbours(s.positions, config.radius_um)
+            nbr_n[o : o + s.n_neurons] = np.asarray(adj.sum(1)).ravel()
+            nbr_sum[o : o + s.n_neurons, : s.n_frames] = adj @ a
+            nbr_sq[o : o + s.n_neurons, : s.n_frames] = adj @ a**2
+            if data.behavior_dim:
+                behavior[k, : s.n_frames] = (s.behavior - b_mean) / b_std
+        t = lambda arr, dtype=torch.float32: torch.as_tensor(arr, dtype=dtype, device=device)
+        self.act, self.nbr_sum, self.nbr_sq, self.nbr_n = t(act), t(nbr_sum), t(nbr_sq), t(nbr_n)
+        self.pop_sum, self.pop_sq = t(pop_sum), t(pop_sq)
+        self.pop_n = t([s.n_neurons for s in sessions])
+        self.behavior = t(behavior) if data.behavior_dim else None
+        self.session_of = t(data.session_index, torch.long)
+        # first and last valid start frame per neuron, for training and validation windows
+        sess = data.session_index
+        self.ranges = {
+            "train": (t(np.zeros(n), torch.long), t(train_end[sess] - W - 1, torch.long)),
+            "val": (t(train_end[sess], torch.long), t(frames[sess] - W - 1, torch.long)),
+        }
+        self.split_neurons = {
+            "train": torch.arange(n, device=device),
+            "val": torch.arange(n, device=device),
+            "test": torch.as_tensor(np.flatnonzero(data.split == "test"), device=device),
+        }
+        self.offsets = torch.arange(W + 1, device=device)
+        self.behavior_dim = data.behavior_dim
+        self.dims = ModelDims(
+            input_dim=1, output_dim=1, seq_len=W,
+            extra={"n_neurons": n, "population_dim": len(POPULATION_INPUTS), "activity_dim": 1},
+        )
+
+    # ------------------------------------------------------------ training
+
+    def _windows(self, split: str, generator: torch.Generator | None) -> torch.Tensor:
+        """(samples, 2) long: neuron, start frame."""
+        neurons = self.split_neurons[split]
+        lo, hi = self.ranges["train" if split == "train" else "val"]
+        per = self.config.windows_per_neuron if split == "train" else self.config.val_windows_per_neuron
+        neurons = neurons.repeat_interleave(per)
+        lo, hi = lo[neurons], hi[neurons]
+        if generator is None:  # evenly spaced, reproducible
+            frac = ((torch.arange(len(neurons), device=self.device) % per) + 0.5) / per
+        else:
+            frac = torch.rand(len(neurons), generator=generator, device=generator.device).to(self.device)
+        starts = lo + (frac * (hi - lo + 1).float()).long().clamp_max(hi - lo)
+        return torch.stack([neurons, starts], dim=1)
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        samples = self._windows(split, generator)
+        if generator is not None:
+            samples = samples[torch.randperm(len(samples), generator=generator, device=generator.device).to(self.device)]
+        return iter(samples.split(batch_size))
+
+    def inputs(self, batch: torch.Tensor, generator: torch.Generator | None) -> Inputs:
+        """Own past activity; population inputs and behavior at each predicted frame; the target in meta."""
+        neuron = batch[:, 0]
+        frames = batch[:, 1:2] + self.offsets  # (B, W + 1)
+        sess = self.session_of[neuron][:, None]
+        a = self.act[neuron[:, None], frames]
+        x, target = a[:, :-1, None], a[:, 1:, None]
+        nxt = frames[:, 1:]
+        own = a[:, 1:]
+        m = (self.pop_n[sess] - 1).clamp_min(1)  # leave-one-out: the neuron's own activity is excluded
+        pop_mean = (self.pop_sum[sess, nxt] - own) / m
+        pop_std = ((self.pop_sq[sess, nxt] - own**2) / m - pop_mean**2).clamp_min(0).add(1e-6).sqrt()
+        k = self.nbr_n[neuron][:, None]
+        nbr_mean = self.nbr_sum[neuron[:, None], nxt] / k.clamp_min(1)
+        nbr_std = (self.nbr_sq[neuron[:, None], nxt] / k.clamp_min(1) - nbr_mean**2).clamp_min(0).add(1e-6).sqrt()
+        nbr_std = nbr_std * (k > 0)
+        population = torch.stack([pop_mean, pop_std, nbr_mean, nbr_std], dim=-1)
+        behavior = self.behavior[sess, nxt] if self.behavior is not None else None
+        return Inputs(x=x, behavior=behavior, extra={"neuron": neuron, "population": population},
+                      meta={"target": target})
+
+    def loss(self, output: ModelOutput, batch: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        """MSE of the predicted next-frame activity (``log_rates`` holds activity here, not a log)."""
+        return F.mse_loss(output.log_rates.float(), inputs.meta["target"])
+
+    # ------------------------------------------------------------ inference
+
+    @torch.no_grad()
+    def _run(self, model: BlendModel) -> tuple[np.ndarray, float]:
+        """Per-neuron embeddings (mean of ``features[0]`` over its validation windows) and next-frame R² on val."""
+        was_training = model.training
+        model.eval()
+        n = self.data.n_neurons
+        emb, count = None, torch.zeros(n, device=self.device)
+        sse = sst = torch.zeros((), device=self.device)
+        targets_sum = torch.zeros((), device=self.device)
+        total = 0
+        for batch in self.batches("val", self.config.eval_batch_size, None):
+            inputs = self.inputs(batch, None)
+            out = model(inputs)
+            if not out.features:
+                raise DataError("task 'neuron_identity': the backbone returns no features; it needs a per-neuron "
+                                "embedding as features[0] (use backbone 'neuprint')")
+            e = out.features[0].float()
+            e = e.mean(1) if e.ndim == 3 else e
+            if emb is None:
+                emb = torch.zeros(n, e.shape[-1], device=self.device)
+            emb.index_add_(0, batch[:, 0], e)
+            count.index_add_(0, batch[:, 0], torch.ones(len(batch), device=self.device))
+            y = inputs.meta["target"]
+            sse = sse + (out.log_rates.float() - y).pow(2).sum()
+            sst = sst + y.pow(2).sum()
+            targets_sum = targets_sum + y.sum()
+            total += y.numel()
+        model.train(was_training)
+        var = sst - targets_sum**2 / max(total, 1)
+        r2 = float(1 - sse / var.clamp_min(1e-12))
+        return (emb / count.clamp_min(1)[:, None]).cpu().numpy(), r2
+
+    def _classify(self, embedding: np.ndarray) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {}
+        fit = self.data.split == "train"
+        for lab in self.data.labels:
+            pred, proba = fit_predict(
+                embedding, lab.values, fit & lab.labelled(), lab.classes, c.classifier,
+                class_weight=c.class_weight, knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden,
+            )
+            out[f"{lab.key}_pred"], out[f"{lab.key}_proba"] = pred, proba
+            out[f"{lab.key}_classes"] = np.asarray(lab.classes, dtype=str)
+        return out
+
+    def predict(self, model: BlendModel) -> dict[str, Any]:
+        """Embeddings, and each label set's predicted class and probabilities, for every neuron."""
+        embedding, _ = self._run(model)
+        names = np.concatenate([s.neuron_names for s in self.data.sessions]).astype(str)
+        sessions = np.repeat([s.name for s in self.data.sessions], [s.n_neurons for s in self.data.sessions])
+        return {"embedding": embedding.astype(np.float32), "neuron": names, "session": sessions.astype(str),
+                "split": self.data.split.astype(str), **self._classify(embedding)}
+
+    def evaluate(self, model: BlendModel) -> dict[str, Any]:
+        """Scores on the labelled neurons of the ``test`` split; next-frame R² on validation windows."""
+        embedding, r2 = self._run(model)
+        predicted = self._classify(embedding)
+        metrics: dict[str, Any] = {}
+        test = self.data.split == "test"
+        details: dict[str, Any] = {}
+        for lab in self.data.labels:
+            mask = test & lab.labelled()
+            scores = classification_scores(lab.values[mask], predicted[f"{lab.key}_pred"][mask], lab.classes)
+            metrics[f"accuracy ({lab.name})"] = float(scores["accuracy"])
+            metrics[f"macro F1 ({lab.name})"] = float(scores["macro F1"])
+            details[f"confusion ({lab.name})"] = scores["confusion"]
+            details[f"support ({lab.name})"] = scores["support"]
+            details[f"classes ({lab.name})"] = list(lab.classes)
+        metrics["next-frame R2 (val)"] = r2
+        return {**metrics, **details}
+
+
+def build_task(config: NeuronIdentityConfig, data: NeuronIdentityData, device: torch.device) -> NeuronIdentityTask:
+    return NeuronIdentityTask(config, data, device)

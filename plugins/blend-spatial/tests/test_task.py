@@ -1,0 +1,157 @@
+"""The neuron-identity task and the NeuPRINT backbone: inputs, fusions, distillation, the backbone contract."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+import torch
+
+from blend_core.distillation import FeatureLoss
+from blend_core.encoders import build_linear, LinearConfig
+from blend_core.model import BlendModel, FeatureDims, fused_dims
+from blend_core.testing import check_backbone
+from blend_spatial.anndata_source import AnnDataConfig, AnnDataSource
+from blend_spatial.neuprint import NeuPRINTConfig, build_neuprint
+from blend_spatial.task import NeuronIdentityConfig, NeuronIdentityTask
+
+CPU = torch.device("cpu")
+SMALL = NeuPRINTConfig(embedding_dim=4, hidden_dim=8)
+
+
+@pytest.fixture(scope="module")
+def data(tiny_dir):
+    return AnnDataSource(AnnDataConfig(path=str(tiny_dir))).load()
+
+
+@pytest.fixture(scope="module")
+def task(data):
+    return NeuronIdentityTask(NeuronIdentityConfig(window=16, windows_per_neuron=3, val_windows_per_neuron=2), data, CPU)
+
+
+def model(task, fusion=None, config=SMALL, seed=0):
+    torch.manual_seed(seed)
+    encoder = build_linear(LinearConfig(out_dim=3), task.behavior_dim) if fusion else None
+    return BlendModel(build_neuprint(config, fused_dims(task.dims, encoder, fusion or "add")), encoder, fusion or "add")
+
+
+def test_batches_cover_every_neuron_in_train_and_val_frames(task, data):
+    gen = torch.Generator().manual_seed(0)
+    train = torch.cat(list(task.batches("train", 100, gen)))
+    assert train.shape == (data.n_neurons * 3, 2)
+    assert torch.equal(torch.bincount(train[:, 0]), torch.full((data.n_neurons,), 3))
+    assert train[:, 1].min() >= 0 and train[:, 1].max() + 16 < 640  # inside the training frames (80% of 800)
+    val = torch.cat(list(task.batches("val", 100, None)))
+    assert val[:, 1].min() >= 640 and val[:, 1].max() + 16 <= 799
+    assert torch.equal(val, torch.cat(list(task.batches("val", 7, None))))  # reproducible
+    test = torch.cat(list(task.batches("test", 100, None)))
+    assert set(test[:, 0].tolist()) == set(np.flatnonzero(data.split == "test").tolist())
+
+
+def test_inputs_are_aligned_and_population_excludes_the_neuron(task, data):
+    batch = torch.tensor([[45, 100], [3, 7]])  # neuron 45 is in session 1 (40 neurons per session)
+    inp = task.inputs(batch, None)
+    assert inp.x.shape == (2, 16, 1) and inp.meta["target"].shape == (2, 16, 1)
+    assert inp.extra["population"].shape == (2, 16, 4) and inp.behavior.shape == (2, 16, 2)
+    act = task.act.numpy()
+    np.testing.assert_allclose(inp.x[0, :, 0], act[45, 100:116])
+    np.testing.assert_allclose(inp.meta["target"][0, :, 0], act[45, 101:117])
+    others = act[40:80][np.arange(40) != 5][:, 101:117]  # session 1 without neuron 45, at the predicted frames
+    np.testing.assert_allclose(inp.extra["population"][0, :, 0], others.mean(0), atol=1e-5)
+    np.testing.assert_allclose(inp.extra["population"][0, :, 1], others.std(0), atol=1e-3)
+    pos = data.sessions[1].positions
+    near = (np.linalg.norm(pos - pos[5], axis=1) <= 65.0) & (np.arange(40) != 5)
+    if near.any():
+        np.testing.assert_allclose(inp.extra["population"][0, :, 2], act[40:80][near][:, 101:117].mean(0), atol=1e-5)
+    beh = data.sessions[1].behavior[101:117]
+    z = np.corrcoef(inp.behavior[0, :, 0].numpy(), beh[:, 0])[0, 1] if beh[:, 0].std() > 0 else 1.0
+    assert z > 0.999  # behavior (z-scored) at the predicted frames
+
+
+@pytest.mark.parametrize("fusion", ["add", "concat"])
+@pytest.mark.parametrize("kind", ["gru", "tcn", "transformer"])
+def test_teacher_fusions_and_sequence_models_run_and_use_behavior(task, fusion, kind):
+    config = attrs.evolve(SMALL, model=kind, num_layers=2 if kind != "gru" else 1)
+    teacher = model(task, fusion, config).eval()
+    inp = task.inputs(next(task.batches("train", 32, None)), None)
+    out = teacher(inp)
+    assert out.log_rates.shape == (32, 16, 1)
+    assert [f.shape for f in out.features] == [(32, 4), (32, 16, 8)]
+    assert torch.isfinite(task.loss(out, None, inp))
+    inp.behavior = inp.behavior + 1.0
+    assert not torch.allclose(teacher(inp).log_rates, out.log_rates)
+
+
+def test_the_model_is_causal(task):
+    m = model(task).eval()
+    inp = task.inputs(next(task.batches("train", 8, None)), None)
+    out = m(inp).log_rates
+    inp.x = inp.x.clone()
+    inp.x[:, 10:] += 5.0
+    later = m(inp).log_rates
+    torch.testing.assert_close(later[:, :10], out[:, :10])
+    assert not torch.allclose(later[:, 10:], out[:, 10:])
+
+
+def test_feature_distillation_reaches_the_student_embeddings(task):
+    teacher, student = model(task, "add", seed=1), model(task, seed=2)
+    loss = FeatureLoss(FeatureDims(student=student.feature_dims, teacher=teacher.feature_dims), layers=(0,))
+    inp = task.inputs(next(task.batches("train", 16, None)), None)
+    with torch.no_grad():
+        target = teacher(inp)
+    loss(student(inp), target).backward()
+    grad = student.backbone.embedding.weight.grad
+    assert grad[inp.extra["neuron"]].abs().sum() > 0
+    assert grad.abs().sum(1).count_nonzero() == len(set(inp.extra["neuron"].tolist()))
+
+
+def test_neuprint_passes_the_backbone_conformance_kit():
+    """The kit knows no task inputs: wrap the backbone so it draws neuron ids and population inputs."""
+
+    class WithTaskInputs(torch.nn.Module):
+        def __init__(self, config, dims):
+            super().__init__()
+            self.inner = build_neuprint(config, attrs.evolve(
+                dims, output_dim=1, extra={"n_neurons": 5, "population_dim": 4, "activity_dim": dims.input_dim}))
+            self.feature_dims = self.inner.feature_dims
+            self.out = torch.nn.Linear(1, dims.output_dim)
+
+        def forward(self, x, context=None):
+            # per-trial inputs derived from the trial itself keep trials independent
+            neuron = x.sum((1, 2)).long() % 5
+            population = torch.stack([x.mean(-1), x.std(-1), x.amax(-1), x.amin(-1)], -1)
+            out = self.inner(x, context, neuron=neuron, population=population)
+            return attrs.evolve(out, log_rates=self.out(out.log_rates))
+
+    for kind in ("gru", "tcn", "transformer"):
+        check_backbone(WithTaskInputs, NeuPRINTConfig(embedding_dim=4, hidden_dim=8, model=kind, dropout=0.1))
+
+
+def test_evaluate_scores_the_held_out_animal_and_predict_covers_every_neuron(task, data):
+    m = model(task)
+    metrics = task.evaluate(m)
+    assert {"accuracy (EC/IN)", "macro F1 (EC/IN)", "accuracy (subclass)", "macro F1 (subclass)",
+            "next-frame R2 (val)"} <= set(metrics)
+    n_test = int((data.split == "test").sum())
+    assert sum(metrics["support (EC/IN)"]) == n_test
+    assert sum(metrics["support (subclass)"]) == int(((data.split == "test") & data.labels[1].labelled()).sum())
+    assert np.array(metrics["confusion (subclass)"]).shape == (5, 5)
+    pred = task.predict(m)
+    assert pred["embedding"].shape == (data.n_neurons, 4)
+    assert pred["subclass_proba"].shape == (data.n_neurons, 5)
+    np.testing.assert_allclose(pred["subclass_proba"].sum(1), 1, atol=1e-5)
+    assert set(pred["ei_class_pred"]) <= {"EC", "IN"}
+
+
+@pytest.mark.parametrize("classifier", ["mlp", "knn"])
+def test_other_classifiers(data, classifier):
+    t = NeuronIdentityTask(NeuronIdentityConfig(window=16, classifier=classifier, knn_neighbors=5), data, CPU)
+    metrics = t.evaluate(model(t))
+    assert 0 <= metrics["accuracy (subclass)"] <= 1
+
+
+def test_too_short_sessions_are_refused(data):
+    from blend_core.errors import DataError
+
+    with pytest.raises(DataError, match=r"SB026_s0.h5ad: 800 frames are too few for task.window=200 with val_fraction=0.2"):
+        NeuronIdentityTask(NeuronIdentityConfig(window=200), data, CPU)
