@@ -30,9 +30,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from blend_core.errors import BlendError
-
 from blend_core.config import TrainConfig
+from blend_core.errors import BlendError
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.task import Task
 from blend_core.training import FitResult, Objective, autocast, make_generator, warmup_cosine
