@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 
 from blend_core.backbones.lfads import LFADSConfig, build_lfads, gaussian_kl
 from blend_core.backbones.stndt import STNDTConfig, build_stndt
+from blend_core.backbones.ndt import NDTConfig, build_ndt
 from blend_core.model import ModelDims, ModelOutput
 from blend_core.testing import BackboneCheckError, backbone_cases, check_backbone
 
@@ -23,21 +23,9 @@ CASES = [
     pytest.param(build_lfads, LFADSConfig(ic_enc_dim=8, ic_dim=4, gen_dim=12, fac_dim=5, co_dim=0),
                  id="lfads-no-controller"),
 ]
-if importlib.util.find_spec("blend_core.backbones.ndt") is not None:
-    from blend_core.backbones.ndt import NDTConfig, build_ndt
-
-    CASES.append(pytest.param(build_ndt, NDTConfig(num_layers=2, d_model=8, ffn_dim=16), id="ndt"))
+CASES.append(pytest.param(build_ndt, NDTConfig(num_layers=2, d_model=8, ffn_dim=16), id="ndt"))
 
 DIMS = ModelDims(input_dim=6, output_dim=8, seq_len=12)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and stall on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("factory, config", CASES)
