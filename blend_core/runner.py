@@ -198,12 +198,12 @@ def run(
 ) -> RunResult:
     """Train teacher, student and baseline; score them; write the run directory."""
     out_dir = Path(out_dir or config.output.dir)
-    _start(config, out_dir, overwrite=overwrite, resume=resume)
-    device = resolve_device(config.train.device)
     registry = plugins.registry
-    if data is None:
+    device = resolve_device(config.train.device)
+    if data is None:  # bad data fails before anything is written
         _, data = load_data(config, registry)
     task = build_task(config, registry, data, device)
+    _start(config, out_dir, overwrite=overwrite, resume=resume)
     log.info("data %s on %s", getattr(data, "name", config.data.type), device)
 
     models: dict[str, BlendModel] = {}
@@ -256,8 +256,8 @@ def run_seeds(
     trains each role for all seeds together (``blend_core.multi``): faster on a GPU.
     """
     out_dir = Path(out_dir or config.output.dir)
-    prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     _, data = load_data(config, plugins.registry)
+    prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     configs = [attrs.evolve(config, train=attrs.evolve(config.train, seed=config.train.seed + i))
                for i in range(seeds)]
     dirs = [out_dir / f"seed-{c.train.seed}" for c in configs]

@@ -137,3 +137,11 @@ def test_seeds_summarise_mean_sd_and_gap(tmp_path, tiny_config_file, capsys, at_
     gap = [m["student"]["co-bps"] - m["baseline"]["co-bps"] for m in per_seed]
     assert summary["student - baseline"]["co-bps"]["values"] == pytest.approx(gap)
     assert "±" in stdout and "student - baseline" in stdout
+
+
+def test_bad_data_leaves_no_run_directory(tmp_path, tiny_config_file, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "run", str(tiny_config_file), "--out", str(out),
+                           "--set", "data.split_fractions=[1.0, 0.0, 0.0]")
+    assert code == 2 and err == "error: synthetic: split: no 'test' trials\n"
+    assert not out.exists()  # fixing the input and running again just works
