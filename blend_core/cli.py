@@ -108,6 +108,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{info.name}  {info.version}{tag}")
         for comp in sorted(by_plugin.get(info.name, []), key=lambda c: (c.kind, c.name)):
             print(f"    {comp.kind:<18} {comp.name:<12} {comp.description}")
+        module = plugins.manager.get_plugin(info.name)
+        hooks = [h.name for h in plugins.manager.get_hookcallers(module) or []
+                 if h.name in ("blend_run_finished", "blend_add_commands")]
+        if hooks:
+            print(f"    {'hooks':<18} {', '.join(sorted(hooks))}")
     for line in plugins.failures:
         print(f"FAILED {line}")
     return 0
