@@ -100,9 +100,22 @@ def _check_resumable(out_dir: Path, resolved: dict[str, Any]) -> None:
     if not saved_path.exists():
         return
     saved = yaml.safe_load(saved_path.read_text())
-    strip = lambda c: {k: v for k, v in c.items() if k != "output"}
-    if strip(saved) != strip(resolved):
+    if _results_relevant(saved) != _results_relevant(resolved):
         raise BlendError(f"{saved_path}: config differs from the run being resumed; use a new --out")
+
+
+#: keys that change how a run looks or where it goes, never what it computes
+COSMETIC_KEYS = {"output": None, "train": ("progress", "threads")}
+
+
+def _results_relevant(config: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for section, value in config.items():
+        keys = COSMETIC_KEYS.get(section, ())
+        if keys is None:
+            continue
+        out[section] = {k: v for k, v in value.items() if k not in keys} if isinstance(value, dict) else value
+    return out
 
 
 # ------------------------------------------------------------------ the run
