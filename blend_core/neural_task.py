@@ -122,8 +122,9 @@ class NeuralTask:
         rates, latents = self._run(model)
         return {"rates": rates.cpu().numpy(), "latents": latents.cpu().numpy()}
 
-    def evaluate(self, model: BlendModel) -> dict[str, Any]:
-        return score_rates(self.data, self.predict(model)["rates"])
+    def evaluate(self, model: BlendModel, predictions: dict[str, Any] | None = None) -> dict[str, Any]:
+        rates = (predictions or self.predict(model))["rates"]
+        return score_rates(self.data, rates)
 
 
 def score_rates(data: NeuralData, rates: np.ndarray) -> dict[str, float]:

@@ -12,7 +12,7 @@ from blend_core.config import build_config, read_yaml
 from blend_core.errors import BlendError
 from blend_core.io import atomic_write
 from blend_core.plugins import load_plugins, report_failures
-from blend_core.runner import build_model, build_task
+from blend_core.runner import build_model, build_task, load_data
 from blend_core.training import resolve_device
 
 
@@ -48,8 +48,7 @@ def predict(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(config.train.device)
-    source = plugins.registry.get("data source", config.data.type).build(config.data.options)
-    data = source.load()
+    source, data = load_data(config, plugins.registry)
     task = build_task(config, plugins.registry, data, device)
     model = build_model(config, plugins.registry, task, privileged=False).to(device)
     state = torch.load(checkpoint, map_location=device, weights_only=False)["model"]

@@ -41,7 +41,8 @@ class RunResult:
 
 # ------------------------------------------------------------------ building blocks
 
-def load_data(config: Config, registry: Registry) -> Any:
+def load_data(config: Config, registry: Registry) -> tuple[Any, Any]:
+    """The configured data source and what it loaded."""
     source = registry.get("data source", config.data.type).build(config.data.options)
     return source, source.load()
 
@@ -194,8 +195,8 @@ def finish_run(
     config: Config, plugins: Plugins, out_dir: Path, data: Any, task: Task, models: dict[str, BlendModel],
 ) -> RunResult:
     """Score and predict with every role, let plugins add outputs, write ``metrics.json``."""
-    metrics = {role: task.evaluate(models[role]) for role in ("baseline", "teacher", "student")}
     predictions = {role: task.predict(models[role]) for role in ROLES}
+    metrics = {role: task.evaluate(models[role], predictions[role]) for role in ("baseline", "teacher", "student")}
     result = RunResult(
         config=config, out_dir=out_dir, data=data, task=task, models=models,
         metrics=metrics, predictions=predictions,

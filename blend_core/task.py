@@ -29,8 +29,12 @@ class Task(Protocol):
     def loss(self, output: ModelOutput, batch: Any, inputs: Inputs) -> torch.Tensor:
         """The scalar task loss ``L_task`` (the backbone's own ``output.losses`` are added by the trainer)."""
 
-    def evaluate(self, model: BlendModel) -> dict[str, Any]:
-        """Score a trained model; keys are the metric names reported."""
+    def evaluate(self, model: BlendModel, predictions: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Score a trained model; keys are the metric names reported.
+
+        ``predictions`` is this model's ``predict`` output when the caller has it,
+        so that inference runs once per model; compute it when None.
+        """
 
     def predict(self, model: BlendModel) -> dict[str, Any]:
         """Predictions for every sample (no behavior needed for a student), as numpy arrays."""

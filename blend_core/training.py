@@ -153,7 +153,8 @@ def fit(
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
-        objective.load_state_dict(state["objective"], strict=False)
+        if objective.distiller is not None:
+            objective.distiller.load_state_dict(state["distiller"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
@@ -165,7 +166,8 @@ def fit(
         if checkpoint is None:
             return
         save_torch(checkpoint, {
-            "model": model.state_dict(), "objective": objective.state_dict(),
+            "model": model.state_dict(),  # the frozen teacher has its own checkpoint: not saved again
+            "distiller": objective.distiller.state_dict() if objective.distiller is not None else None,
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "generator": gen.get_state(), "epoch": epoch, "best_val": best_val,
             "best_epoch": best_epoch, "best_state": best_state, "history": history,

@@ -101,3 +101,52 @@ def test_demo_student_beats_baseline_on_vel_r2_over_three_seeds(tmp_path, builti
     summary = run_seeds(config, builtin_plugins, 3, out_dir=tmp_path / "seeds")
     gaps = summary["student - baseline"]["vel R2"]["values"]
     assert len(gaps) == 3 and min(gaps) > 0.05, gaps
+
+
+def test_interrupted_student_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
+    """A student (with learned feature projections) stopped mid-run and resumed equals an uninterrupted one."""
+    from blend_core.runner import build_distiller
+
+    config, registry, data, task = setup
+    no_dropout = attrs.evolve(config.backbone.options, dropout=0.0, dropout_embedding=0.0)
+    config = attrs.evolve(config, backbone=attrs.evolve(config.backbone, options=no_dropout))
+    wide = attrs.evolve(config, backbone=attrs.evolve(config.backbone, options=attrs.evolve(no_dropout, d_model=8)))
+    teacher = build_model(wide, registry, task, privileged=True).eval()
+    feature = build_config({**_raw(config), "distillation": {"type": "feature"}}, registry)
+    train = attrs.evolve(config.train, max_epochs=3, checkpoint_every=1)
+
+    def student():
+        torch.manual_seed(0)
+        model = build_model(config, registry, task, privileged=False)
+        distiller = build_distiller(feature, registry, model, teacher)
+        assert any(p.numel() for p in distiller.parameters())  # 16 -> 8 projections
+        return model, training.Objective(task, teacher, distiller, 0.5)
+
+    model, objective = student()
+    training.fit(model, task, train, CPU, role="student", objective=objective)
+    expected = model.state_dict()
+
+    original, calls = training.validation_loss, []
+
+    def crash_on_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    checkpoint = tmp_path / "student-last.pt"
+    model, objective = student()
+    monkeypatch.setattr(training, "validation_loss", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        training.fit(model, task, train, CPU, role="student", objective=objective, checkpoint=checkpoint)
+    monkeypatch.setattr(training, "validation_loss", original)
+    model, objective = student()
+    training.fit(model, task, train, CPU, role="student", objective=objective, checkpoint=checkpoint)
+    for key, value in model.state_dict().items():
+        assert torch.allclose(value, expected[key], atol=1e-6), key
+
+
+def _raw(config):
+    from blend_core.config import resolved_dict
+
+    return resolved_dict(config)

@@ -223,10 +223,10 @@ class NeuronIdentityTask:
         return {"embedding": embedding.astype(np.float32), "neuron": names, "session": sessions.astype(str),
                 "split": self.data.split.astype(str), **self._classify(embedding)}
 
-    def evaluate(self, model: BlendModel) -> dict[str, Any]:
+    def evaluate(self, model: BlendModel, predictions: dict[str, Any] | None = None) -> dict[str, Any]:
         """Scores on the labelled neurons of the ``test`` split; next-frame R² on validation windows."""
         embedding, r2 = self._run(model)
-        predicted = self._classify(embedding)
+        predicted = predictions if predictions is not None else self._classify(embedding)
         metrics: dict[str, Any] = {}
         test = self.data.split == "test"
         details: dict[str, Any] = {}
