@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from blend_core.config import Config, build_config  # noqa: E402
 from blend_core.model import BlendModel  # noqa: E402
 from blend_core.plugins import load_plugins  # noqa: E402
-from blend_core.runner import build_distiller, build_model, build_task  # noqa: E402
+from blend_core.build import build_distiller, build_model, build_task  # noqa: E402
 from blend_core.training import Objective, fit, resolve_device  # noqa: E402
 
 FULL_BUDGET_EPOCHS = 50_501  #: the BLEND/NDT MC_Maze configs' epoch budget

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import argparse
 
     from blend_core.registry import Register
-    from blend_core.runner import RunResult
+    from blend_core.build import RunResult
 
 PROJECT_NAME = "blend"
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from typing import Any, Sequence
 
 import torch
@@ -34,7 +33,9 @@ from blend_core.config import TrainConfig
 from blend_core.errors import BlendError
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.task import Task
-from blend_core.training import FitResult, Objective, autocast, make_generator, warmup_cosine
+from blend_core.training import (
+    EarlyStopping, FitResult, Objective, autocast, make_generator, make_optimizer, make_scheduler,
+)
 
 log = logging.getLogger("blend")
 
@@ -168,21 +169,13 @@ def fit_many(
         for o in objectives
     ]
     stacked_params = list(stack.params.values())
-    opt = torch.optim.AdamW(
-        stacked_params + [p for ps in extras for p in ps], lr=train.lr, weight_decay=train.weight_decay,
-        **({"fused": True} if device.type == "cuda" else {"foreach": True}),
-    )
-    n_train = sum(len(b) for b in task.batches("train", train.batch_size, None))
-    steps_per_epoch = max(1, math.ceil(n_train / train.batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(train.warmup_steps, train.max_epochs * steps_per_epoch)
-    )
+    opt = make_optimizer(stacked_params + [p for ps in extras for p in ps], train, device)
+    sched = make_scheduler(opt, task, train)
     seed_list = list(seeds) if seeds is not None and len(set(seeds)) > 1 else [train.seed if seeds is None else seeds[0]]
     gens = [make_generator(device, s) for s in seed_list]
     data = _Batches(task, k)
 
-    best_val = [math.inf] * k
-    best_epoch = [-1] * k
+    stoppers = [EarlyStopping(train.patience) for _ in range(k)]
     best_state = [stack.state(i) for i in range(k)]
     history: list[list[dict[str, float]]] = [[] for _ in range(k)]
     stopped = [False] * k
@@ -222,20 +215,20 @@ def fit_many(
             if objectives[i].teacher is not None:
                 record["distill_loss"] = distill_loss[i]
             history[i].append(record)
-            if vals[i] < best_val[i]:
-                best_val[i], best_epoch[i], best_state[i] = vals[i], epoch, stack.state(i)
-            if epoch - best_epoch[i] >= train.patience:
+            if stoppers[i].update(vals[i], epoch):
+                best_state[i] = stack.state(i)
+            if stoppers[i].should_stop(epoch):
                 stopped[i], epochs_run[i] = True, epoch + 1
-                log.info("%s[%d]: early stop at epoch %d (best %d)", role, i, epoch, best_epoch[i])
+                log.info("%s[%d]: early stop at epoch %d (best %d)", role, i, epoch, stoppers[i].best_epoch)
         if all(stopped):
             break
     for i in range(k):
         if not stopped[i]:
             epochs_run[i] = epoch + 1
     stack.write_back(models)
-    log.info("%s: %d models, best val losses %s", role, k, ", ".join(f"{v:.5f}" for v in best_val))
+    log.info("%s: %d models, best val losses %s", role, k, ", ".join(f"{s.best_val:.5f}" for s in stoppers))
     return [
-        FitResult(best_state=best_state[i], best_val=best_val[i], best_epoch=best_epoch[i],
+        FitResult(best_state=best_state[i], best_val=stoppers[i].best_val, best_epoch=stoppers[i].best_epoch,
                   epochs_run=epochs_run[i], history=history[i])
         for i in range(k)
     ]

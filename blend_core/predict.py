@@ -12,7 +12,7 @@ from blend_core.config import build_config, read_yaml
 from blend_core.errors import BlendError
 from blend_core.io import atomic_write
 from blend_core.plugins import load_plugins, report_failures
-from blend_core.runner import build_model, build_task, load_data
+from blend_core.build import build_model, build_task, load_data
 from blend_core.training import resolve_device
 
 

@@ -11,71 +11,19 @@ import attrs
 import numpy as np
 import torch
 
+from blend_core.build import RunResult, build_role, build_task, load_data
 from blend_core.config import Config, resolved_dict
-from blend_core.distillation import WeightedSum
-from blend_core.errors import BlendError, DataError
+from blend_core.errors import BlendError
 from blend_core.io import save_torch, write_json, write_yaml
-from blend_core.model import BlendModel, FeatureDims, fused_dims
+from blend_core.model import BlendModel
 from blend_core.plugins import Plugins
 from blend_core.registry import Registry
 from blend_core.task import Task
-from blend_core.training import FitResult, Objective, fit, resolve_device
+from blend_core.training import FitResult, fit, resolve_device
 
 log = logging.getLogger("blend")
 
 ROLES = ("teacher", "student", "baseline")
-
-
-@attrs.define(kw_only=True)
-class RunResult:
-    """Everything a run produced; handed to ``blend_run_finished`` hooks."""
-
-    config: Config
-    out_dir: Path
-    data: Any
-    task: Task
-    models: dict[str, BlendModel]
-    metrics: dict[str, dict[str, Any]]
-    predictions: dict[str, dict[str, np.ndarray]]
-
-
-# ------------------------------------------------------------------ building blocks
-
-def load_data(config: Config, registry: Registry) -> tuple[Any, Any]:
-    """The configured data source and what it loaded."""
-    source = registry.get("data source", config.data.type).build(config.data.options)
-    return source, source.load()
-
-
-def build_task(config: Config, registry: Registry, data: Any, device: torch.device) -> Task:
-    if config.task is not None:
-        comp, options = registry.get("task", config.task.type, "task.type"), config.task.options
-    else:
-        comp = registry.get("task", data.task, "data.type")
-        options = comp.config_cls()
-    return comp.build(options, data, device)
-
-
-def build_model(config: Config, registry: Registry, task: Task, *, privileged: bool) -> BlendModel:
-    encoder = None
-    if privileged:
-        if task.behavior_dim == 0:
-            raise DataError(f"data.type {config.data.type!r}: no behavior in the data; the teacher needs it")
-        sel = config.privileged.encoder
-        encoder = registry.get("encoder", sel.type, "privileged.type").build(sel.options, task.behavior_dim)
-    dims = fused_dims(task.dims, encoder, config.privileged.fusion)
-    backbone = registry.get("backbone", config.backbone.type, "backbone.type").build(config.backbone.options, dims)
-    return BlendModel(backbone, encoder, config.privileged.fusion)
-
-
-def build_distiller(config: Config, registry: Registry, student: BlendModel, teacher: BlendModel) -> WeightedSum:
-    dims = FeatureDims(student=student.feature_dims, teacher=teacher.feature_dims)
-    losses, weights = [], []
-    for i, w in enumerate(config.distillation.losses):
-        comp = registry.get("distillation loss", w.loss.type, f"distillation.losses.{i}.type")
-        losses.append(comp.build(w.loss.options, dims))
-        weights.append(w.weight)
-    return WeightedSum(losses, weights)
 
 
 def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
@@ -120,19 +68,6 @@ def _results_relevant(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the run
-
-def build_role(
-    role: str, config: Config, registry: Registry, task: Task, device: torch.device,
-    teacher: BlendModel | None = None,
-) -> tuple[BlendModel, Objective]:
-    """A freshly initialised model for ``role`` (seeded by ``train.seed``) and its objective."""
-    torch.manual_seed(config.train.seed)
-    model = build_model(config, registry, task, privileged=role == "teacher").to(device)
-    if role != "student":
-        return model, Objective(task)
-    distiller = build_distiller(config, registry, model, teacher).to(device)
-    return model, Objective(task, teacher, distiller, config.distillation.alpha)
-
 
 def _final_path(out_dir: Path, role: str) -> Path:
     return out_dir / "checkpoints" / f"{role}.pt"
@@ -192,13 +127,16 @@ def _start(config: Config, out_dir: Path, *, overwrite: bool, resume: bool) -> N
 
 
 def finish_run(
-    config: Config, plugins: Plugins, out_dir: Path, data: Any, task: Task, models: dict[str, BlendModel],
+    config: Config, plugins: Plugins, out_dir: Path, source: Any, data: Any, task: Task,
+    models: dict[str, BlendModel],
 ) -> RunResult:
-    """Score and predict with every role, let plugins add outputs, write ``metrics.json``."""
-    predictions = {role: task.predict(models[role]) for role in ROLES}
-    metrics = {role: task.evaluate(models[role], predictions[role]) for role in ("baseline", "teacher", "student")}
+    """Score and predict with every role, add the task's reference rows, let plugins add outputs,
+    write ``metrics.json``."""
+    predictions = {role: task.predict(models[role]) for role in models}
+    metrics = {role: task.evaluate(models[role], predictions[role]) for role in models}
+    metrics.update(reference_rows(task))
     result = RunResult(
-        config=config, out_dir=out_dir, data=data, task=task, models=models,
+        config=config, out_dir=out_dir, source=source, data=data, task=task, models=models,
         metrics=metrics, predictions=predictions,
     )
     plugins.manager.hook.blend_run_finished(run=result)
@@ -206,16 +144,28 @@ def finish_run(
     return result
 
 
+def reference_rows(task: Task) -> dict[str, dict[str, Any]]:
+    """Rows that say whether the models are any good (e.g. ``smoothing``, ``oracle``).
+
+    A task offers them through an optional ``references()`` method; they are scored
+    with the task's own metrics, so they sit beside the roles in every table.
+    """
+    references = getattr(task, "references", None)
+    return dict(references()) if callable(references) else {}
+
+
 def run(
     config: Config, plugins: Plugins, *, out_dir: Path | None = None,
-    overwrite: bool = False, resume: bool = False, data: Any = None,
+    overwrite: bool = False, resume: bool = False, loaded: tuple[Any, Any] | None = None,
 ) -> RunResult:
-    """Train teacher, student and baseline; score them; write the run directory."""
+    """Train teacher, student and baseline; score them; write the run directory.
+
+    ``loaded`` is ``(source, data)`` when the caller has loaded the data already.
+    """
     out_dir = Path(out_dir or config.output.dir)
     registry = plugins.registry
     device = resolve_device(config.train.device)
-    if data is None:  # bad data fails before anything is written
-        _, data = load_data(config, registry)
+    source, data = loaded if loaded is not None else load_data(config, registry)  # bad data fails first
     task = build_task(config, registry, data, device)
     _start(config, out_dir, overwrite=overwrite, resume=resume)
     log.info("data %s on %s", getattr(data, "name", config.data.type), device)
@@ -224,7 +174,7 @@ def run(
     models["teacher"] = _freeze(train_role("teacher", config, registry, task, device, out_dir))
     models["student"] = train_role("student", config, registry, task, device, out_dir, models["teacher"])
     models["baseline"] = train_role("baseline", config, registry, task, device, out_dir)
-    return finish_run(config, plugins, out_dir, data, task, models)
+    return finish_run(config, plugins, out_dir, source, data, task, models)
 
 
 def _train_at_once(
@@ -270,15 +220,15 @@ def run_seeds(
     trains each role for all seeds together (``blend_core.multi``): faster on a GPU.
     """
     out_dir = Path(out_dir or config.output.dir)
-    _, data = load_data(config, plugins.registry)
+    loaded = load_data(config, plugins.registry)
     prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     configs = [attrs.evolve(config, train=attrs.evolve(config.train, seed=config.train.seed + i))
                for i in range(seeds)]
     dirs = [out_dir / f"seed-{c.train.seed}" for c in configs]
     if at_once:
-        per_seed = _run_at_once(configs, plugins, dirs, data, resume=resume)
+        per_seed = _run_at_once(configs, plugins, dirs, loaded, resume=resume)
     else:
-        per_seed = [run(c, plugins, out_dir=d, resume=resume and d.exists(), data=data).metrics
+        per_seed = [run(c, plugins, out_dir=d, resume=resume and d.exists(), loaded=loaded).metrics
                     for c, d in zip(configs, dirs)]
     summary = summarize(per_seed)
     write_json(out_dir / "summary.json", summary)
@@ -286,8 +236,9 @@ def run_seeds(
 
 
 def _run_at_once(
-    configs: list[Config], plugins: Plugins, dirs: list[Path], data: Any, *, resume: bool,
+    configs: list[Config], plugins: Plugins, dirs: list[Path], loaded: tuple[Any, Any], *, resume: bool,
 ) -> list[dict[str, dict[str, Any]]]:
+    source, data = loaded
     if configs[0].train.compile:
         raise BlendError("--at-once: train.compile is not supported with models trained at once")
     for c, d in zip(configs, dirs):
@@ -299,7 +250,7 @@ def _run_at_once(
     students = _train_at_once("student", configs, registry, task, device, dirs, teachers)
     baselines = _train_at_once("baseline", configs, registry, task, device, dirs)
     return [
-        finish_run(c, plugins, d, data, task, {"teacher": t, "student": s, "baseline": b}).metrics
+        finish_run(c, plugins, d, source, data, task, {"teacher": t, "student": s, "baseline": b}).metrics
         for c, d, t, s, b in zip(configs, dirs, teachers, students, baselines)
     ]
 

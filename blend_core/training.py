@@ -57,6 +57,42 @@ def warmup_cosine(warmup: int, total: int):
     return factor
 
 
+def make_optimizer(params: list[torch.nn.Parameter], train: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW as every role trains with it: fused on CUDA, foreach on CPU."""
+    return torch.optim.AdamW(
+        params, lr=train.lr, weight_decay=train.weight_decay,
+        **({"fused": True} if device.type == "cuda" else {"foreach": True}),
+    )
+
+
+def make_scheduler(opt: torch.optim.Optimizer, task: Task, train: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay over the whole budget, stepped once per batch."""
+    n_train = sum(len(b) for b in task.batches("train", train.batch_size, None))
+    steps_per_epoch = max(1, math.ceil(n_train / train.batch_size))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(train.warmup_steps, train.max_epochs * steps_per_epoch)
+    )
+
+
+@attrs.define
+class EarlyStopping:
+    """The best validation loss so far, its epoch, and whether patience has run out."""
+
+    patience: int
+    best_val: float = math.inf
+    best_epoch: int = -1
+
+    def update(self, val: float, epoch: int) -> bool:
+        """Record one validation; True when it is a new best."""
+        if val < self.best_val:
+            self.best_val, self.best_epoch = val, epoch
+            return True
+        return False
+
+    def should_stop(self, epoch: int) -> bool:
+        return epoch - self.best_epoch >= self.patience
+
+
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -138,17 +174,11 @@ def fit(
     """
     trainable = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     trainable = list({id(p): p for p in trainable}.values())
-    opt = torch.optim.AdamW(
-        trainable, lr=train.lr, weight_decay=train.weight_decay,
-        **({"fused": True} if device.type == "cuda" else {"foreach": True}),
-    )
-    n_train = sum(len(b) for b in task.batches("train", train.batch_size, None))
-    steps_per_epoch = max(1, math.ceil(n_train / train.batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(train.warmup_steps, train.max_epochs * steps_per_epoch)
-    )
+    opt = make_optimizer(trainable, train, device)
+    sched = make_scheduler(opt, task, train)
     gen = make_generator(device, train.seed)
-    start_epoch, best_val, best_epoch, history = 0, math.inf, -1, []
+    stopper = EarlyStopping(train.patience)
+    start_epoch, history = 0, []
     best_state = _state_copy(model)
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -158,7 +188,8 @@ def fit(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
-        start_epoch, best_val, best_epoch = state["epoch"] + 1, state["best_val"], state["best_epoch"]
+        start_epoch = state["epoch"] + 1
+        stopper.best_val, stopper.best_epoch = state["best_val"], state["best_epoch"]
         best_state, history = state["best_state"], state["history"]
         log.info("%s: resuming at epoch %d", role, start_epoch)
 
@@ -169,8 +200,8 @@ def fit(
             "model": model.state_dict(),  # the frozen teacher has its own checkpoint: not saved again
             "distiller": objective.distiller.state_dict() if objective.distiller is not None else None,
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "generator": gen.get_state(), "epoch": epoch, "best_val": best_val,
-            "best_epoch": best_epoch, "best_state": best_state, "history": history,
+            "generator": gen.get_state(), "epoch": epoch, "best_val": stopper.best_val,
+            "best_epoch": stopper.best_epoch, "best_state": best_state, "history": history,
         })
 
     bar = _progress(role, start_epoch, train)
@@ -201,21 +232,21 @@ def fit(
         if objective.teacher is not None:
             record["distill_loss"] = (distill / max(steps, 1)).item()
         history.append(record)
-        if val < best_val:
-            best_val, best_epoch, best_state = val, epoch, _state_copy(model)
+        if stopper.update(val, epoch):
+            best_state = _state_copy(model)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{val:.4f}", best=f"{best_val:.4f}")
+        bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{val:.4f}", best=f"{stopper.best_val:.4f}")
         log.debug("%s epoch %d: %s", role, epoch, record)
         if (epoch + 1) % train.checkpoint_every == 0:
             save(epoch)
-        if epoch - best_epoch >= train.patience:
-            log.info("%s: early stop at epoch %d (best %d)", role, epoch, best_epoch)
+        if stopper.should_stop(epoch):
+            log.info("%s: early stop at epoch %d (best %d)", role, epoch, stopper.best_epoch)
             break
     bar.close()
     save(epoch)
-    log.info("%s: best val loss %.5f at epoch %d", role, best_val, best_epoch)
+    log.info("%s: best val loss %.5f at epoch %d", role, stopper.best_val, stopper.best_epoch)
     return FitResult(
-        best_state=best_state, best_val=best_val, best_epoch=best_epoch,
+        best_state=best_state, best_val=stopper.best_val, best_epoch=stopper.best_epoch,
         epochs_run=epoch + 1, history=history,
     )
 

@@ -13,7 +13,8 @@ from blend_core import training
 from blend_core.config import build_config, read_yaml
 from blend_core.model import Inputs
 from blend_core.neural_task import NeuralTask
-from blend_core.runner import build_model, build_task, load_data, run, run_seeds
+from blend_core.build import build_model, build_task, load_data
+from blend_core.runner import run, run_seeds
 
 CPU = torch.device("cpu")
 
@@ -105,7 +106,7 @@ def test_demo_student_beats_baseline_on_vel_r2_over_three_seeds(tmp_path, builti
 
 def test_interrupted_student_resumes_to_the_same_weights(setup, tmp_path, monkeypatch):
     """A student (with learned feature projections) stopped mid-run and resumed equals an uninterrupted one."""
-    from blend_core.runner import build_distiller
+    from blend_core.build import build_distiller
 
     config, registry, data, task = setup
     no_dropout = attrs.evolve(config.backbone.options, dropout=0.0, dropout_embedding=0.0)

@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from blend_core.config import build_config
 from blend_core.model import Inputs
-from blend_core.runner import build_model, build_task
+from blend_core.build import build_model, build_task
 from blend_core.synthetic import generate
 from blend_core.training import Objective, autocast, fit, make_generator
 

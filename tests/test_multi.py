@@ -10,7 +10,7 @@ import torch
 
 from blend_core.config import build_config
 from blend_core.multi import fit_many
-from blend_core.runner import build_distiller, build_model, build_task
+from blend_core.build import build_distiller, build_model, build_task
 from blend_core.synthetic import generate
 from blend_core.training import Objective, fit
 
