@@ -155,3 +155,69 @@ def test_too_short_sessions_are_refused(data):
 
     with pytest.raises(DataError, match=r"SB026_s0.h5ad: 800 frames are too few for task.window=200 with val_fraction=0.2"):
         NeuronIdentityTask(NeuronIdentityConfig(window=200), data, CPU)
+
+
+def _features_by_hand(session, behavior: bool) -> np.ndarray:
+    """The documented feature set, one neuron at a time with plain numpy (independent of blend_spatial.features)."""
+    a = session.activity.astype(np.float64)
+    n, frames = a.shape
+    rows = []
+    for i in range(n):
+        x = a[i]
+        z = (x - x.mean()) / x.std()
+        row = [x.mean(), x.std(), np.mean(z**3)]
+        row += [np.sum(z[k:] * z[:-k]) / frames for k in (1, 2, 4, 8, 16)]
+        others = np.delete(a, i, axis=0)
+        others = (others - others.mean(1, keepdims=True)) / others.std(1, keepdims=True)
+        pop = np.corrcoef(x, others.mean(0))[0, 1]
+        near = [j for j in range(n) if j != i and np.linalg.norm(session.positions[j] - session.positions[i]) <= 65.0]
+        nbr = 0.0
+        if near:
+            zn = (a[near] - a[near].mean(1, keepdims=True)) / a[near].std(1, keepdims=True)
+            nbr = np.corrcoef(x, zn.mean(0))[0, 1]
+        row += [pop, nbr, nbr - pop]
+        if behavior:
+            row += [np.corrcoef(x, session.behavior[:, k])[0, 1] for k in range(session.behavior.shape[1])]
+        rows.append(row)
+    return np.array(rows)
+
+
+def test_reference_rows_match_an_independent_computation(task, data):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from blend_spatial.features import activity_features, feature_names
+
+    rows = task.references()
+    assert set(rows) == {"features", "features+behavior"}
+    test = data.split == "test"
+    for name, behavior in (("features", False), ("features+behavior", True)):
+        by_hand = np.concatenate([_features_by_hand(s, behavior) for s in data.sessions])
+        assert by_hand.shape[1] == len(feature_names(data.behavior_names if behavior else ()))
+        np.testing.assert_allclose(activity_features(data, 65.0, behavior=behavior), by_hand, atol=1e-6)
+        for lab in data.labels:
+            fit = (data.split == "train") & lab.labelled()
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+            clf.fit(by_hand[fit], lab.values[fit])
+            scored = test & lab.labelled()
+            pred = clf.predict(by_hand[scored])
+            assert rows[name][f"accuracy ({lab.name})"] == pytest.approx(np.mean(pred == lab.values[scored]))
+            assert rows[name][f"macro F1 ({lab.name})"] == pytest.approx(
+                f1_score(lab.values[scored], pred, labels=list(lab.classes), average="macro", zero_division=0))
+            assert sum(rows[name][f"support ({lab.name})"]) == scored.sum()
+    # the same metric keys as a model's row, except the dynamical model's fit
+    model_keys = set(task.evaluate(model(task))) - {"next-frame R2 (val)"}
+    assert set(rows["features"]) == model_keys
+    # behavior correlations carry identity in the synthetic data: the behavior-informed row is not worse
+    assert rows["features+behavior"]["accuracy (subclass)"] >= rows["features"]["accuracy (subclass)"] - 0.05
+
+
+def test_without_behavior_there_is_one_reference_row(data):
+    import attrs as _attrs
+
+    no_behavior = _attrs.evolve(data, sessions=tuple(_attrs.evolve(s, behavior=None) for s in data.sessions),
+                                behavior_names=())
+    t = NeuronIdentityTask(NeuronIdentityConfig(window=16), no_behavior, CPU)
+    assert list(t.references()) == ["features"]

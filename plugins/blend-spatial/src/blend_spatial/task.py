@@ -25,6 +25,7 @@ from blend_core.errors import DataError
 from blend_core.model import BlendModel, Inputs, ModelDims, ModelOutput
 from blend_spatial.classify import classification_scores, fit_predict
 from blend_spatial.data import NeuronIdentityData
+from blend_spatial.features import activity_features
 
 POPULATION_INPUTS = ("population mean", "population std", "neighbour mean", "neighbour std")
 
@@ -227,9 +228,15 @@ class NeuronIdentityTask:
         """Scores on the labelled neurons of the ``test`` split; next-frame R² on validation windows."""
         embedding, r2 = self._run(model)
         predicted = predictions if predictions is not None else self._classify(embedding)
-        metrics: dict[str, Any] = {}
-        test = self.data.split == "test"
+        metrics, details = self._score(predicted)
+        metrics["next-frame R2 (val)"] = r2
+        return {**metrics, **details}
+
+    def _score(self, predicted: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+        """Accuracy and macro-F1 per label set on the labelled ``test`` neurons; confusion, support, classes."""
+        metrics: dict[str, float] = {}
         details: dict[str, Any] = {}
+        test = self.data.split == "test"
         for lab in self.data.labels:
             mask = test & lab.labelled()
             scores = classification_scores(lab.values[mask], predicted[f"{lab.key}_pred"][mask], lab.classes)
@@ -238,8 +245,22 @@ class NeuronIdentityTask:
             details[f"confusion ({lab.name})"] = scores["confusion"]
             details[f"support ({lab.name})"] = scores["support"]
             details[f"classes ({lab.name})"] = list(lab.classes)
-        metrics["next-frame R2 (val)"] = r2
-        return {**metrics, **details}
+        return metrics, details
+
+    def references(self) -> dict[str, dict[str, Any]]:
+        """Reference rows: the task's classifier on hand-made activity statistics (``blend_spatial.features``).
+
+        ``features`` uses activity (and positions) only; ``features+behavior`` adds each neuron's
+        correlation with each behavior variable, when the data has behavior. Same split, classifier
+        and scores as the models' rows; no next-frame R² (there is no dynamical model).
+        """
+        rows: dict[str, dict[str, Any]] = {}
+        variants = [("features", False)] + ([("features+behavior", True)] if self.behavior_dim else [])
+        for name, behavior in variants:
+            feats = activity_features(self.data, self.config.radius_um, behavior=behavior)
+            metrics, details = self._score(self._classify(feats))
+            rows[name] = {**metrics, **details}
+        return rows
 
 
 def build_task(config: NeuronIdentityConfig, data: NeuronIdentityData, device: torch.device) -> NeuronIdentityTask:
