@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -17,8 +19,10 @@ from cattrs.errors import (
     IterableValidationError,
 )
 
+import blend_core.validators as v
 from blend_core.errors import BlendError, ConfigError
 from blend_core.registry import Registry
+from blend_core.validators import FieldError, short_repr
 
 SECTIONS = ("data", "task", "backbone", "privileged", "distillation", "train", "output")
 
@@ -27,19 +31,19 @@ SECTIONS = ("data", "task", "backbone", "privileged", "distillation", "train", "
 class TrainConfig:
     """Optimisation budget and schedule, shared by teacher, student and baseline."""
 
-    max_epochs: int = 200
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 5e-5
-    warmup_steps: int = 100
-    grad_clip: float = 200.0
-    patience: int = 50
-    eval_every: int = 1
-    checkpoint_every: int = 50
-    seed: int = 0
+    max_epochs: int = attrs.field(default=200, validator=v.POSITIVE_INT)
+    batch_size: int = attrs.field(default=64, validator=v.POSITIVE_INT)
+    lr: float = attrs.field(default=1e-3, validator=v.positive_finite())
+    weight_decay: float = attrs.field(default=5e-5, validator=v.non_negative_finite())
+    warmup_steps: int = attrs.field(default=100, validator=v.NON_NEGATIVE)
+    grad_clip: float = attrs.field(default=200.0, validator=v.non_negative_finite())  #: 0: no clipping
+    patience: int = attrs.field(default=50, validator=v.NON_NEGATIVE)
+    eval_every: int = attrs.field(default=1, validator=v.POSITIVE_INT)
+    checkpoint_every: int = attrs.field(default=50, validator=v.POSITIVE_INT)
+    seed: int = attrs.field(default=0, validator=v.in_range(0, 2**63, high_open=True))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    threads: int | None = None  #: CPU threads for torch (None: torch's default); 1 is fastest for tiny models
+    threads: int | None = attrs.field(default=None, validator=v.POSITIVE_INT)  #: CPU threads for torch (None: torch's default); 1 is fastest for tiny models
     compile: bool = False  #: torch.compile the model (pays off on GPU for long runs)
     progress: bool = True
 
@@ -96,7 +100,7 @@ class Config:
 
 class _Mismatch(Exception):
     def __init__(self, expected: str, value: Any) -> None:
-        super().__init__(f"expected {expected}, got {value!r}")
+        super().__init__(f"expected {expected}, got {short_repr(value)}")
 
 
 def _strict_int(value: Any, _: type) -> int:
@@ -166,7 +170,10 @@ def _flatten(exc: BaseException, path: str, tp: Any, out: list[str]) -> None:
             _flatten(sub, path, tp, out)
     else:
         where = path.rstrip(".")
-        if isinstance(exc, _Mismatch):
+        invalid = _invalid_value(exc)
+        if invalid is not None:  # an attrs validator of the config class: name the key, not the class
+            out.append(f"{path}{invalid[0]}: {invalid[1]}")
+        elif isinstance(exc, _Mismatch):
             out.append(f"{where}: {exc}")
         elif isinstance(exc, KeyError):
             out.append(f"{where}{'.' if where else ''}{exc.args[0]}: required key missing")
@@ -176,12 +183,27 @@ def _flatten(exc: BaseException, path: str, tp: Any, out: list[str]) -> None:
             out.append(f"{where}: expected {_type_name(tp)} ({exc})")
 
 
+_ATTRS_MESSAGE = re.compile(r"^'(\w+)' (must be .*?)(?:: (.*))?$", re.DOTALL)
+
+
+def _invalid_value(exc: BaseException) -> tuple[str, str] | None:
+    """``(key, problem)`` for a validator's error: ours (FieldError) or attrs' own (``'x' must be > 0: 0``)."""
+    if isinstance(exc, FieldError):
+        return exc.field, exc.message
+    if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], str):
+        match = _ATTRS_MESSAGE.match(exc.args[0])
+        if match:
+            key, rule, got = match.groups()
+            return key, rule if got is None else f"{rule}, got {got[:60]}"
+    return None
+
+
 def structure(data: Any, cls: type, path: str, problems: list[str]) -> Any:
     """Structure ``data`` into ``cls``, appending ``path``-prefixed problems on failure."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        problems.append(f"{path.rstrip('.')}: expected a mapping, got {data!r}")
+        problems.append(f"{path.rstrip('.')}: expected a mapping, got {short_repr(data)}")
         return None
     try:
         return CONVERTER.structure(data, cls)
@@ -195,7 +217,7 @@ def _select(
     reserved: tuple[str, ...] = (),
 ) -> Selected | None:
     if not isinstance(raw, dict):
-        problems.append(f"{section}: expected a mapping with 'type', got {raw!r}")
+        problems.append(f"{section}: expected a mapping with 'type', got {short_repr(raw)}")
         return None
     options = {k: v for k, v in raw.items() if k != "type" and k not in reserved}
     name = raw.get("type")
@@ -205,7 +227,7 @@ def _select(
         )
         return None
     if not isinstance(name, str):
-        problems.append(f"{section}.type: expected str, got {name!r}")
+        problems.append(f"{section}.type: expected str, got {short_repr(name)}")
         return None
     try:
         component = registry.get(kind, name, f"{section}.type")
@@ -224,18 +246,18 @@ DEFAULTS: dict[str, Any] = {
 
 def _distillation(raw: Any, registry: Registry, problems: list[str]) -> DistillationConfig | None:
     if not isinstance(raw, dict):
-        problems.append(f"distillation: expected a mapping, got {raw!r}")
+        problems.append(f"distillation: expected a mapping, got {short_repr(raw)}")
         return None
     alpha = raw.get("alpha", 0.5)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        problems.append(f"distillation.alpha: expected a float in [0, 1], got {alpha!r}")
+        problems.append(f"distillation.alpha: expected a float in [0, 1], got {short_repr(alpha)}")
     if "type" in raw and "losses" in raw:
         problems.append("distillation: give either 'type' (one loss) or 'losses' (a list), not both")
         return None
     if "losses" in raw:
         items = raw["losses"]
         if not isinstance(items, list) or not items:
-            problems.append(f"distillation.losses: expected a non-empty list, got {items!r}")
+            problems.append(f"distillation.losses: expected a non-empty list, got {short_repr(items)}")
             return None
         extra = sorted(set(raw) - {"alpha", "losses"})
         problems.extend(_unknown_key("distillation.", k, ["alpha", "losses"]) for k in extra)
@@ -246,7 +268,10 @@ def _distillation(raw: Any, registry: Registry, problems: list[str]) -> Distilla
     for path, item in entries:
         weight = item.get("weight", 1.0) if isinstance(item, dict) else 1.0
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            problems.append(f"{path}.weight: expected float, got {weight!r}")
+            problems.append(f"{path}.weight: expected float, got {short_repr(weight)}")
+            continue
+        if not math.isfinite(weight) or weight < 0:
+            problems.append(f"{path}.weight: must be a finite number >= 0, got {short_repr(weight)}")
             continue
         chosen = _select(item, path, "distillation loss", registry, problems, ("weight",))
         if chosen is not None:
@@ -277,13 +302,13 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
     encoder = _select(praw, "privileged", "encoder", registry, problems, ("fusion",))
     fusion = praw.get("fusion", "concat") if isinstance(praw, dict) else "concat"
     if fusion not in ("concat", "add"):
-        problems.append(f"privileged.fusion: expected one of 'concat', 'add', got {fusion!r}")
+        problems.append(f"privileged.fusion: expected one of 'concat', 'add', got {short_repr(fusion)}")
     distillation = _distillation(raw.get("distillation", DEFAULTS["distillation"]), registry, problems)
     train = structure(raw.get("train"), TrainConfig, "train.", problems)
     output = structure(raw.get("output"), OutputConfig, "output.", problems)
     plugins = raw.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        problems.append(f"plugins: expected a list of plugin names, got {plugins!r}")
+        problems.append(f"plugins: expected a list of plugin names, got {short_repr(plugins)}")
     if problems:
         raise ConfigError(problems, source)
     return Config(
@@ -321,16 +346,92 @@ def resolved_dict(config: Config) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- files and overrides
 
+#: most YAML nodes a config may expand to (aliases count each time they are used): a guard against alias bombs
+MAX_YAML_NODES = 100_000
+
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+class _YAMLError(Exception):
+    """A problem found while loading, with the line it is on."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """Safe YAML, plus: duplicate keys are errors, aliases cannot expand past
+    ``MAX_YAML_NODES``, and ``1e-3`` is a float (YAML 1.2) rather than a string (YAML 1.1)."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _YAMLError(line, f"duplicate key {short_repr(key)} (first given on line {seen[key]})")
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int]) -> int:
+    """Number of nodes ``node`` stands for once every alias is expanded."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise _YAMLError(node.start_mark.line + 1, "an alias refers to its own anchor (recursive YAML)")
+    open_.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, sizes, open_) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value)
+    open_.discard(key)
+    if size > MAX_YAML_NODES:
+        raise _YAMLError(node.start_mark.line + 1,
+                         f"YAML aliases expand to more than {MAX_YAML_NODES} values; write the config out plainly")
+    sizes[key] = size
+    return size
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML text with :class:`StrictLoader`; one-line BlendError naming ``where`` on failure."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except _YAMLError as exc:
+        raise BlendError(f"{where}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise BlendError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise BlendError(f"{where}: YAML nested too deeply") from None
+
+
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise BlendError(f"{path}: config file not found")
     try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise BlendError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BlendError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise BlendError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_yaml(text, str(path)) or {}
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -340,10 +441,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         parts = key.strip().split(".")
         if not sep or not all(parts):
             raise BlendError(f"--set {item!r}: expected KEY=VALUE, e.g. train.max_epochs=5")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise BlendError(f"--set {item!r}: value is not valid YAML") from None
+        value = parse_yaml(text, f"--set {short_repr(item)}")
         node: Any = raw
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, list) and part.isdigit() and int(part) < len(node):
