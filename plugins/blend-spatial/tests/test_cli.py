@@ -150,7 +150,8 @@ def unknown_class(adata):
     (None, {"activity": "layers/dff"},
      "SB026_s0.h5ad: layers['dff'] not found (layers/dff); the file has layers keys: counts"),
     (set_nan, {}, "SB027_s1.h5ad: obsm/activity: 1 NaN/infinite value(s) in 1 neuron(s), first 'SB027_s1_n000'"),
-    (unknown_class, {}, "SB027_s1.h5ad: obs/ei_class: unknown class(es) 'GLIA'; expected one of EC, IN"),
+    (unknown_class, {}, "SB027_s1.h5ad: obs/ei_class: unknown class(es) 'GLIA'; expected one of EC, IN (or a missing value); "
+     "to keep them set data.ei_classes: [EC, IN, GLIA]"),
     (None, {"test": ["SB026"], "subclass_classes": ["Lamp5", "Pvalb", "Sncg", "Sst", "Vip", "Meis2"]},
      "split leaves class(es) 'Meis2' of obs['subclass'] with no labelled neuron in 'train'"),
 ])

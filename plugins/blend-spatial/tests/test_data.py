@@ -88,6 +88,35 @@ def test_nan_activity_is_refused_with_the_neuron_named(tiny_dir, tmp_path):
         load(d)
 
 
+@pytest.mark.parametrize("key, value", [("running_speed", np.inf), ("pupil_size", np.nan)])
+def test_non_finite_behavior_is_refused_naming_file_and_key(tiny_dir, tmp_path, key, value):
+    d = copy_sessions(tiny_dir, tmp_path / "s")
+    path = d / "SB026_s1.h5ad"
+    adata = ad.read_h5ad(path)
+    adata.uns["behavior"][key][5] = value
+    adata.write_h5ad(path)
+    with pytest.raises(DataError, match=rf"^{path}: uns/behavior/{key}: 1 NaN/infinite value\(s\); expected finite"):
+        load(d)
+
+
+def test_write_dir_never_replaces_a_file_blend_did_not_write(tmp_path):
+    from blend_spatial.synthetic import SyntheticSourceConfig, SyntheticSpatialSource
+
+    small = dict(n_subjects=2, sessions_per_subject=1, neurons_per_session=30, n_frames=200, n_genes=10)
+    out = tmp_path / "data"
+    first = SyntheticSpatialSource(SyntheticSourceConfig(write_dir=str(out), **small)).load()
+    again = SyntheticSpatialSource(SyntheticSourceConfig(write_dir=str(out), seed=1, **small)).load()  # ours: replaced
+    assert not np.array_equal(first.sessions[0].activity, again.sessions[0].activity)
+    user = out / "SB027_s0.h5ad"
+    theirs = generate(SyntheticSpatialConfig(**small))[1]
+    theirs.write_h5ad(user)  # the user's own file of the same name, without blend's mark
+    before = user.read_bytes()
+    with pytest.raises(DataError, match=rf"^{user}: exists and was not written by blend's synthetic generator; refusing"):
+        SyntheticSpatialSource(SyntheticSourceConfig(write_dir=str(out), **small)).load()
+    assert user.read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["SB026_s0.h5ad", "SB027_s0.h5ad"]  # no temporary left behind
+
+
 def test_unknown_classes_and_empty_classes(tiny_dir, tmp_path):
     d = copy_sessions(tiny_dir, tmp_path / "s")
     path = d / "SB026_s1.h5ad"
@@ -96,10 +125,12 @@ def test_unknown_classes_and_empty_classes(tiny_dir, tmp_path):
     sub.iloc[0] = "Chandelier"
     adata.obs["subclass"] = sub
     adata.write_h5ad(path)
-    with pytest.raises(DataError, match=r"SB026_s1.h5ad: obs/subclass: unknown class\(es\) 'Chandelier'; expected one of Lamp5, Pvalb"):
+    with pytest.raises(DataError, match=r"SB026_s1.h5ad: obs/subclass: unknown class\(es\) 'Chandelier'; expected one of Lamp5, Pvalb"
+                                        r".*; to keep them set data.subclass_classes: \[Lamp5, Pvalb, Sncg, Sst, Vip, Chandelier\]"):
         load(d)
     # once the class is declared, a held-out animal without it leaves it empty in 'test'
-    with pytest.raises(DataError, match=r"split leaves class\(es\) 'Chandelier' of obs\['subclass'\] with no labelled neuron in 'test'"):
+    with pytest.raises(DataError, match=r"split leaves class\(es\) 'Chandelier' of obs\['subclass'\] with no labelled neuron in 'test'"
+                                        r".*or drop the class: data.subclass_classes: \[Lamp5, Pvalb, Sncg, Sst, Vip\]$"):
         load(d, subclass_classes=("Lamp5", "Pvalb", "Sncg", "Sst", "Vip", "Chandelier"))
 
 

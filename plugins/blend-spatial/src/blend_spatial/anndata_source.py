@@ -173,6 +173,7 @@ def read_session(adata: Any, origin: str, layout: LayoutConfig, *, stem: str, ke
             if frame_times is None:
                 raise DataError(f"{origin}: behavior_times needs frame_times to interpolate onto")
             times = _numeric(read_location(rec, layout.behavior_times, rec_origin), layout.behavior_times, rec_origin).ravel()
+            _finite(times, layout.behavior_times, rec_origin)
         for loc in layout.behavior:
             b = _numeric(read_location(rec, loc, rec_origin), loc, rec_origin).ravel()
             _finite(b, loc, rec_origin)
@@ -199,14 +200,17 @@ def read_session(adata: Any, origin: str, layout: LayoutConfig, *, stem: str, ke
             raise DataError(f"{origin}: {layout.session}: expected one session per file, got {sorted(set(values.tolist()))[:5]}")
         session = str(values[0])
     labels = {}
-    for loc, classes in ((layout.ei_class, layout.ei_classes), (layout.subclass, layout.subclass_classes)):
+    for loc, classes, key in ((layout.ei_class, layout.ei_classes, "ei_classes"),
+                              (layout.subclass, layout.subclass_classes, "subclass_classes")):
         if not loc:
             continue
         values = _strings(read_location(adata, loc, origin), n, loc, origin, layout.unlabelled)
         unknown = sorted(set(values[values != ""].tolist()) - set(classes))
         if unknown:
+            wanted = ", ".join([*classes, *unknown])
             raise DataError(f"{origin}: {loc}: unknown class(es) {', '.join(map(repr, unknown))}; expected one of "
-                            f"{', '.join(classes)} (or a missing value); set the data source's class list to include them")
+                            f"{', '.join(classes)} (or a missing value); to keep them set data.{key}: [{wanted}], "
+                            f"or mark them unlabelled with data.unlabelled")
         labels[loc] = values
     sess = Session(
         name=session, subject=str(subject[0]), activity=activity.astype(np.float32),
@@ -257,11 +261,12 @@ def assemble(
         seen[sess.name] = sess.origin
     behavior_names = tuple(loc.rsplit("/", 1)[-1] for loc in layout.behavior)
     label_sets = []
-    for loc, classes, short in ((layout.ei_class, layout.ei_classes, "/".join(layout.ei_classes)),
-                                (layout.subclass, layout.subclass_classes, "subclass")):
+    for loc, classes, short, key in ((layout.ei_class, layout.ei_classes, "/".join(layout.ei_classes), "ei_classes"),
+                                     (layout.subclass, layout.subclass_classes, "subclass", "subclass_classes")):
         if loc:
             values = np.concatenate([lab[loc] for _, lab in sessions])
-            label_sets.append(LabelSet(name=short, key=loc.split("/", 1)[-1], classes=tuple(classes), values=values))
+            label_sets.append(LabelSet(name=short, key=loc.split("/", 1)[-1], classes=tuple(classes), values=values,
+                                       classes_key=f"data.{key}"))
     only = [s for s, _ in sessions]
     roles = assign_split(only, label_sets, split)
     return NeuronIdentityData(

@@ -50,6 +50,7 @@ class LabelSet:
     key: str  #: the obs column it was read from
     classes: tuple[str, ...]
     values: np.ndarray  #: (N,) str over all neurons of all sessions
+    classes_key: str = ""  #: the config key that lists ``classes`` (named in errors), e.g. "data.subclass_classes"
 
     def labelled(self) -> np.ndarray:
         return self.values != ""
@@ -114,9 +115,11 @@ class NeuronIdentityData:
                 present = set(lab.values[(self.split == part) & lab.labelled()].tolist())
                 empty = [c for c in lab.classes if c not in present]
                 if empty:
+                    kept = [c for c in lab.classes if c not in empty]
+                    where = lab.classes_key or "the data source's class list"
                     raise DataError(
                         f"{self.name}: split leaves class(es) {', '.join(map(repr, empty))} of obs[{lab.key!r}] "
-                        f"with no labelled neuron in '{part}'; choose another held-out subject/session, "
-                        f"or drop the class from the data source's class list"
+                        f"with no labelled neuron in '{part}'; choose another held-out subject/session (data.test), "
+                        f"or drop the class: {where}: [{', '.join(kept)}]"
                     )
         return self

@@ -162,15 +162,40 @@ def generate(config: SyntheticSpatialConfig) -> list[Any]:
     return out
 
 
+#: ``uns`` key marking a file as written by this generator: only such files are ever replaced
+MARK = "blend_synthetic"
+
+
+def written_by_blend(path: Path) -> bool:
+    """Whether ``path`` is an .h5ad file this generator wrote (it carries ``uns[MARK]``)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f"uns/{MARK}" in f
+    except (OSError, ValueError):
+        return False
+
+
 def write_dataset(config: SyntheticSpatialConfig, out_dir: str | Path) -> list[Path]:
-    """Write one ``SESSION.h5ad`` per session into ``out_dir``."""
+    """Write one ``SESSION.h5ad`` per session into ``out_dir``, atomically.
+
+    An existing file of the same name is replaced only if this generator wrote it; any other
+    file (a user's recording) is refused before anything is written.
+    """
+    from blend_core.errors import DataError
+    from blend_core.io import atomic_write
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for adata in generate(config):
-        path = out_dir / f"{adata.obs['session'].iloc[0]}.h5ad"
-        adata.write_h5ad(path)
-        paths.append(path)
+    sessions = generate(config)
+    paths = [out_dir / f"{a.obs['session'].iloc[0]}.h5ad" for a in sessions]
+    for path in paths:
+        if path.exists() and not written_by_blend(path):
+            raise DataError(f"{path}: exists and was not written by blend's synthetic generator; refusing to replace it "
+                            "(choose another data.write_dir, or move the file)")
+    for adata, path in zip(sessions, paths):
+        adata.uns[MARK] = {"seed": config.seed}
+        atomic_write(path, adata.write_h5ad)
     return paths
 
 
