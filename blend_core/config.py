@@ -46,6 +46,7 @@ class TrainConfig:
     threads: int | None = attrs.field(default=None, validator=v.POSITIVE_INT)  #: CPU threads for torch (None: torch's default); 1 is fastest for tiny models
     compile: bool = False  #: torch.compile the model (pays off on GPU for long runs)
     progress: bool = True
+    tensorboard: bool = False  #: also write TensorBoard events to RUN_DIR/tensorboard (needs `tensorboard`)
 
 
 @attrs.frozen(kw_only=True)

@@ -22,6 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
 
     from blend_core.registry import Register
     from blend_core.build import RunResult
@@ -95,4 +96,21 @@ def blend_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``blend`` subcommands: ``sp = subparsers.add_parser(name, help=...)``, then
     ``sp.set_defaults(handler=fn)`` with ``fn(args) -> int`` (the exit code). Raise
     ``BlendError`` for bad input. Every implementation is called.
+    """
+
+
+@hookspec
+def blend_epoch_end(run_dir: Path, role: str, record: dict[str, float]) -> None:
+    """Called after each validation epoch of each role, as it trains (live tracking).
+
+    ``run_dir`` is the run directory (``OUT`` or ``OUT/seed-N``); ``role`` is
+    ``teacher``, ``student``, ``baseline``, or a control role (``control_teacher``,
+    ``control_student``). ``record`` holds plain floats: ``epoch`` (0-based),
+    ``train_loss`` (mean over the epoch's batches), ``val_loss``, ``lr`` (at the end
+    of the epoch), ``seconds`` (wall time of the epoch, validation included), and one
+    ``train_<term>`` per named loss term (``train_task``, ``train_distill`` for a
+    student, backbone terms such as ``train_kl``). After ``--resume`` the epochs
+    since the last checkpoint are reported again. The built-in
+    ``blend_core.builtin.tracking`` writes ``history.csv`` (and TensorBoard events)
+    through this hook. Every implementation is called; exceptions abort the run.
     """

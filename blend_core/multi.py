@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Sequence
+import time
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -34,7 +35,8 @@ from blend_core.errors import BlendError
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.task import Task
 from blend_core.training import (
-    EarlyStopping, FitResult, Objective, autocast, make_generator, make_optimizer, make_scheduler,
+    EarlyStopping, FitResult, Objective, add_terms, autocast, epoch_records, format_record, make_generator,
+    make_optimizer, make_scheduler,
 )
 
 log = logging.getLogger("blend")
@@ -139,8 +141,12 @@ def fit_many(
     role: str,
     objectives: Sequence[Objective],
     seeds: Sequence[int] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | Sequence[Callable[[dict[str, float]], None]] | None = None,
 ) -> list[FitResult]:
     """Train ``models`` at once as :func:`blend_core.training.fit` trains one; one FitResult each.
+
+    ``on_epoch`` receives each model's record of each validation epoch (until that model
+    stops early): ``on_epoch(k, record)``, or a list with one ``callback(record)`` per model.
 
     ``objectives[k]`` is model ``k``'s objective (its task must be ``task``; teachers,
     distillers and alphas may differ, teachers are frozen). ``seeds``: per-model data
@@ -152,6 +158,8 @@ def fit_many(
         raise ValueError(f"fit_many: {k} models and {len(objectives)} objectives; expected the same number, > 0")
     if seeds is not None and len(seeds) != k:
         raise ValueError(f"fit_many: {len(seeds)} seeds for {k} models")
+    if on_epoch is not None and not callable(on_epoch) and len(on_epoch) != k:
+        raise ValueError(f"fit_many: {len(on_epoch)} on_epoch callbacks for {k} models")
     has_teacher = [o.teacher is not None for o in objectives]
     if any(has_teacher) and not all(has_teacher):
         raise ValueError("fit_many: either every objective has a teacher or none has")
@@ -182,8 +190,8 @@ def fit_many(
     epochs_run = [0] * k
     epoch = -1
     for epoch in range(train.max_epochs):
-        running = torch.zeros(k, device=device)
-        distill = torch.zeros(k, device=device)
+        started = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
         steps = 0
         for batches, inputs, x, behavior, batched in data.steps("train", train.batch_size, True, gens):
             with autocast(device, train.precision):
@@ -199,22 +207,23 @@ def fit_many(
                 _clip_per_model(stacked_params, extras, train.grad_clip, k)
             opt.step()
             sched.step()
-            running += losses.detach()
-            if "distill" in terms[0]:
-                distill += torch.stack([t["distill"] for t in terms]).detach()
+            add_terms(sums, {name: torch.stack([t[name] for t in terms]) for name in terms[0]})
             steps += 1
         if (epoch + 1) % train.eval_every and epoch + 1 != train.max_epochs:
             continue
-        vals = _validation(stack, objectives, data, train, device, seed_list).tolist()
-        train_loss = (running / max(steps, 1)).tolist()
-        distill_loss = (distill / max(steps, 1)).tolist()
+        val_loss = _validation(stack, objectives, data, train, device, seed_list)
+        records = epoch_records(epoch, val_loss, sums, steps, opt.param_groups[0]["lr"], started)
+        vals = [r["val_loss"] for r in records]
         for i in range(k):
             if stopped[i]:
                 continue
-            record = {"epoch": epoch, "train_loss": train_loss[i], "val_loss": vals[i]}
-            if objectives[i].teacher is not None:
-                record["distill_loss"] = distill_loss[i]
+            record = records[i]
             history[i].append(record)
+            log.info("%s", format_record(f"{role}[{i}]", record))
+            if callable(on_epoch):
+                on_epoch(i, record)
+            elif on_epoch is not None:
+                on_epoch[i](record)
             if stoppers[i].update(vals[i], epoch):
                 best_state[i] = stack.state(i)
             if stoppers[i].should_stop(epoch):

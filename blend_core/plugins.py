@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "blend_core.builtin.backbones",
     "blend_core.builtin.encoders",
     "blend_core.builtin.losses",
+    "blend_core.builtin.tracking",
 )
 
 

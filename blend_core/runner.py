@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import numpy as np
 import torch
 
 from blend_core.build import RunResult, build_role, build_task, load_data
+from blend_core.builtin.tracking import require_tensorboard
 from blend_core.config import Config, resolved_dict
 from blend_core.errors import BlendError
 from blend_core.io import save_torch, write_json, write_yaml
@@ -54,7 +55,7 @@ def _check_resumable(out_dir: Path, resolved: dict[str, Any]) -> None:
 
 
 #: keys that change how a run looks or where it goes, never what it computes
-COSMETIC_KEYS = {"output": None, "train": ("progress", "threads")}
+COSMETIC_KEYS = {"output": None, "train": ("progress", "threads", "tensorboard")}
 
 
 def _results_relevant(config: dict[str, Any]) -> dict[str, Any]:
@@ -89,11 +90,25 @@ def _save_final(model: BlendModel, out_dir: Path, role: str, result: FitResult) 
     (out_dir / "checkpoints" / f"{role}-last.pt").unlink(missing_ok=True)
 
 
+def epoch_hook(plugins: Plugins | None, out_dir: Path, role: str) -> Callable[[dict[str, float]], None] | None:
+    """The ``on_epoch`` callback of one role's training: the plugins' ``blend_epoch_end`` hook."""
+    if plugins is None:
+        return None
+
+    def on_epoch(record: dict[str, float]) -> None:
+        plugins.manager.hook.blend_epoch_end(run_dir=out_dir, role=role, record=record)
+
+    return on_epoch
+
+
 def train_role(
     role: str, config: Config, registry: Registry, task: Task, device: torch.device,
-    out_dir: Path, teacher: BlendModel | None = None,
+    out_dir: Path, teacher: BlendModel | None = None, *, plugins: Plugins | None = None,
 ) -> BlendModel:
-    """Build and train one role (or load it if a finished checkpoint exists); return it in eval mode."""
+    """Build and train one role (or load it if a finished checkpoint exists); return it in eval mode.
+
+    Each validation epoch is reported to the ``blend_epoch_end`` hook of ``plugins``.
+    """
     model, objective = build_role(role, config, registry, task, device, teacher)
     if config.train.compile:
         model.compile(dynamic=False)  # in place: state_dict keys are unchanged
@@ -102,7 +117,7 @@ def train_role(
     else:
         result = fit(
             model, task, config.train, device, role=role, objective=objective,
-            checkpoint=out_dir / "checkpoints" / f"{role}-last.pt",
+            checkpoint=out_dir / "checkpoints" / f"{role}-last.pt", on_epoch=epoch_hook(plugins, out_dir, role),
         )
         _save_final(model, out_dir, role, result)
     model.eval()
@@ -118,6 +133,8 @@ def _freeze(model: BlendModel) -> BlendModel:
 def _start(config: Config, out_dir: Path, *, overwrite: bool, resume: bool) -> None:
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
+    if config.train.tensorboard:
+        require_tensorboard()
     prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     resolved = resolved_dict(config)
     if resume:
@@ -171,15 +188,16 @@ def run(
     log.info("data %s on %s", getattr(data, "name", config.data.type), device)
 
     models: dict[str, BlendModel] = {}
-    models["teacher"] = _freeze(train_role("teacher", config, registry, task, device, out_dir))
-    models["student"] = train_role("student", config, registry, task, device, out_dir, models["teacher"])
-    models["baseline"] = train_role("baseline", config, registry, task, device, out_dir)
+    models["teacher"] = _freeze(train_role("teacher", config, registry, task, device, out_dir, plugins=plugins))
+    models["student"] = train_role("student", config, registry, task, device, out_dir, models["teacher"],
+                                   plugins=plugins)
+    models["baseline"] = train_role("baseline", config, registry, task, device, out_dir, plugins=plugins)
     return finish_run(config, plugins, out_dir, source, data, task, models)
 
 
 def _train_at_once(
     role: str, configs: list[Config], registry: Registry, task: Task, device: torch.device,
-    out_dirs: list[Path], teachers: list[BlendModel] | None = None,
+    out_dirs: list[Path], teachers: list[BlendModel] | None = None, *, plugins: Plugins | None = None,
 ) -> list[BlendModel]:
     """One role for every seed, trained together by ``fit_many`` (one vmapped model)."""
     from blend_core.multi import fit_many
@@ -195,7 +213,8 @@ def _train_at_once(
     else:
         try:
             results = fit_many(models, task, configs[0].train, device, role=role,
-                               objectives=[o for _, o in built], seeds=[c.train.seed for c in configs])
+                               objectives=[o for _, o in built], seeds=[c.train.seed for c in configs],
+                               on_epoch=None if plugins is None else [epoch_hook(plugins, d, role) for d in out_dirs])
         except RuntimeError as exc:  # e.g. no vmap batching rule for nn.GRU
             if "Batching rule" not in str(exc):
                 raise
@@ -246,9 +265,9 @@ def _run_at_once(
     registry = plugins.registry
     device = resolve_device(configs[0].train.device)
     task = build_task(configs[0], registry, data, device)
-    teachers = [_freeze(m) for m in _train_at_once("teacher", configs, registry, task, device, dirs)]
-    students = _train_at_once("student", configs, registry, task, device, dirs, teachers)
-    baselines = _train_at_once("baseline", configs, registry, task, device, dirs)
+    teachers = [_freeze(m) for m in _train_at_once("teacher", configs, registry, task, device, dirs, plugins=plugins)]
+    students = _train_at_once("student", configs, registry, task, device, dirs, teachers, plugins=plugins)
+    baselines = _train_at_once("baseline", configs, registry, task, device, dirs, plugins=plugins)
     return [
         finish_run(c, plugins, d, source, data, task, {"teacher": t, "student": s, "baseline": b}).metrics
         for c, d, t, s, b in zip(configs, dirs, teachers, students, baselines)

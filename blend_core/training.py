@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import torch
@@ -136,6 +137,39 @@ class Objective(nn.Module):
         return terms
 
 
+def add_terms(sums: dict[str, torch.Tensor], terms: dict[str, torch.Tensor]) -> None:
+    """Add one step's loss terms to running per-term sums, on the device (no host sync)."""
+    for name, value in terms.items():
+        value = value.detach().float()
+        sums[name] = sums[name] + value if name in sums else value.clone()
+
+
+def epoch_records(
+    epoch: int, val: torch.Tensor, sums: dict[str, torch.Tensor], steps: int, lr: float, started: float,
+) -> list[dict[str, float]]:
+    """The epoch's record for each model (``val`` and the sums: scalars, or one entry per model).
+
+    ``train_<term>`` is the mean of each loss term over the epoch's steps (``train_loss``
+    their combination); everything is read from the device at once: the epoch's one host sync.
+    """
+    val = val.detach().float().reshape(-1)
+    names = list(sums)
+    rows = torch.stack([val, *(sums[n].reshape(-1).expand_as(val) / max(steps, 1) for n in names)]).tolist()
+    seconds = time.perf_counter() - started
+    records = []
+    for k in range(len(rows[0])):
+        record = {"epoch": epoch, "train_loss": math.nan, "val_loss": rows[0][k], "lr": lr, "seconds": seconds}
+        record.update({f"train_{n}": row[k] for n, row in zip(names, rows[1:])})
+        records.append(record)
+    return records
+
+
+def format_record(role: str, record: dict[str, float]) -> str:
+    """One log line for an epoch record."""
+    cells = " ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch")
+    return f"{role} epoch {int(record['epoch'])}: {cells}"
+
+
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -166,11 +200,13 @@ def fit(
     role: str,
     objective: Objective,
     checkpoint: Path | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train with AdamW, warm-up + cosine, clipping and early stopping on validation loss.
 
     Resumes from ``checkpoint`` when it exists; saves it every ``checkpoint_every`` epochs.
-    Losses stay on the device; the host reads them once per validation.
+    Losses stay on the device; the host reads them once per validation. ``on_epoch``
+    receives each validation epoch's record (see ``epoch_records``), e.g. for tracking.
     """
     trainable = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
     trainable = list({id(p): p for p in trainable}.values())
@@ -208,8 +244,8 @@ def fit(
     model.train()
     epoch = start_epoch - 1
     for epoch in range(start_epoch, train.max_epochs):
-        running = torch.zeros((), device=device)
-        distill = torch.zeros((), device=device)
+        started = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
         steps = 0
         for batch in task.batches("train", train.batch_size, gen):
             with autocast(device, train.precision):
@@ -220,23 +256,22 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(trainable, train.grad_clip, foreach=True)
             opt.step()
             sched.step()
-            running += terms["loss"].detach()
-            if "distill" in terms:
-                distill += terms["distill"].detach()
+            add_terms(sums, terms)
             steps += 1
         if (epoch + 1) % train.eval_every and epoch + 1 != train.max_epochs:
             bar.update(1)
             continue
-        val = validation_loss(model, task, train, device).item()
-        record = {"epoch": epoch, "train_loss": (running / max(steps, 1)).item(), "val_loss": val}
-        if objective.teacher is not None:
-            record["distill_loss"] = (distill / max(steps, 1)).item()
+        val_loss = validation_loss(model, task, train, device)
+        (record,) = epoch_records(epoch, val_loss, sums, steps, opt.param_groups[0]["lr"], started)
+        val = record["val_loss"]
         history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         if stopper.update(val, epoch):
             best_state = _state_copy(model)
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{val:.4f}", best=f"{stopper.best_val:.4f}")
-        log.debug("%s epoch %d: %s", role, epoch, record)
+        log.info("%s", format_record(role, record))
         if (epoch + 1) % train.checkpoint_every == 0:
             save(epoch)
         if stopper.should_stop(epoch):

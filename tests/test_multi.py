@@ -52,7 +52,7 @@ def _assert_same_results(many, ref, d_model):
         assert len(got.history) == len(want.history)
         for g, w in zip(got.history, want.history):
             assert g.keys() == w.keys()
-            for key in g:
+            for key in g.keys() - {"seconds"}:  # wall time differs, of course
                 assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), key
         _assert_same_state(got.best_state, want.best_state, d_model)
 
@@ -93,7 +93,7 @@ def test_students_with_different_losses_and_alphas_match_fit(setup):
                     objectives=[objective(m, *s) for m, s in zip(models, specs)])
     ref = [fit(m, task, config.train, CPU, role="student", objective=objective(m, *s))
            for m, s in zip(reference, specs)]
-    assert all("distill_loss" in h for r in many for h in r.history)
+    assert all("train_distill" in h for r in many for h in r.history)
     _assert_same_results(many, ref, raw["backbone"]["d_model"])
 
 
