@@ -141,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     args = _parser(plugins).parse_args(argv)
     args.plugins = plugins
+    from blend_core import rundir
+
     try:
         if getattr(args, "handler", None) is not None:
             return args.handler(args)
@@ -153,14 +155,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plugins":
             return cmd_plugins(args)
         return cmd_predict(args)
-    except BlendError as exc:
+    except (BlendError, OSError) as exc:
+        rundir.discard_unfinished()  # no half-made run directory blocks the rerun
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 130
+    finally:
+        rundir.end_of_command()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message a user reads: a ConfigError keeps one line per problem; anything else is one line."""
+    from blend_core.errors import ConfigError
+
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, BlendError):  # e.g. a read-only --out, a full disk
+        where = exc.filename if exc.filename is not None else "file system"
+        return f"{where}: {exc.strerror or exc}"
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

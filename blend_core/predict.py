@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from blend_core.config import build_config, read_yaml
 from blend_core.errors import BlendError
-from blend_core.io import atomic_write
+from blend_core.io import atomic_write, load_checkpoint
 from blend_core.plugins import load_plugins, report_failures
 from blend_core.build import build_model, build_task, load_data
 from blend_core.training import resolve_device
@@ -19,7 +18,11 @@ from blend_core.training import resolve_device
 def write_npz(predictions: dict[str, Any], out_dir: Path) -> list[Path]:
     """Default writer: one ``predictions.npz`` with every array the task predicted."""
     path = out_dir / "predictions.npz"
-    atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **predictions))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: savez would append ".npz" to a path
+            np.savez_compressed(f, **predictions)
+
+    atomic_write(path, write)
     return [path]
 
 
@@ -33,6 +36,9 @@ def predict(
         if not needed.exists():
             raise BlendError(f"{needed}: not found; is {run_dir} a finished blend run directory?")
     raw = read_yaml(run_dir / "config.yaml")
+    if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        raise BlendError(f"{run_dir / 'config.yaml'}: not a blend run config (no 'data' section)")
+    state = load_checkpoint(checkpoint, "cpu")["model"]  # data only: a checkpoint cannot run code
     if data_path is not None:
         if "path" not in raw["data"]:
             raise BlendError(f"--data: data source {raw['data']['type']!r} reads no files (it has no 'path' key)")
@@ -51,7 +57,6 @@ def predict(
     source, data = load_data(config, plugins.registry)
     task = build_task(config, plugins.registry, data, device)
     model = build_model(config, plugins.registry, task, privileged=False).to(device)
-    state = torch.load(checkpoint, map_location=device, weights_only=False)["model"]
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

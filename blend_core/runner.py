@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,43 +14,17 @@ from blend_core.build import RunResult, build_role, build_task, load_data
 from blend_core.builtin.tracking import require_tensorboard
 from blend_core.config import Config, resolved_dict
 from blend_core.errors import BlendError
-from blend_core.io import save_torch, write_json, write_yaml
+from blend_core.io import load_checkpoint, save_torch, write_json, write_yaml
 from blend_core.model import BlendModel
 from blend_core.plugins import Plugins
 from blend_core.registry import Registry
+from blend_core.rundir import check_resumable, prepare_out_dir, release_lock
 from blend_core.task import Task
 from blend_core.training import FitResult, fit, resolve_device
 
 log = logging.getLogger("blend")
 
 ROLES = ("teacher", "student", "baseline")
-
-
-def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BlendError(f"{out_dir}: output path exists and is not a directory")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if resume:
-            return
-        if not overwrite:
-            raise BlendError(
-                f"{out_dir}: output directory exists; pass --overwrite to replace it or --resume to continue it"
-            )
-        shutil.rmtree(out_dir)
-    elif resume:
-        raise BlendError(f"{out_dir}: nothing to resume (no such run directory)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _check_resumable(out_dir: Path, resolved: dict[str, Any]) -> None:
-    import yaml
-
-    saved_path = out_dir / "config.yaml"
-    if not saved_path.exists():
-        return
-    saved = yaml.safe_load(saved_path.read_text())
-    if _results_relevant(saved) != _results_relevant(resolved):
-        raise BlendError(f"{saved_path}: config differs from the run being resumed; use a new --out")
 
 
 #: keys that change how a run looks or where it goes, never what it computes
@@ -76,7 +49,11 @@ def _final_path(out_dir: Path, role: str) -> Path:
 
 def _load_final(model: BlendModel, out_dir: Path, role: str, device: torch.device) -> None:
     path = _final_path(out_dir, role)
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+    state = load_checkpoint(path, device, required=("model",))["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise BlendError(f"{path}: checkpoint does not fit this run's {role} ({str(exc).splitlines()[0]})") from None
     log.info("%s: loaded finished checkpoint %s", role, path)
 
 
@@ -138,7 +115,7 @@ def _start(config: Config, out_dir: Path, *, overwrite: bool, resume: bool) -> N
     prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     resolved = resolved_dict(config)
     if resume:
-        _check_resumable(out_dir, resolved)
+        check_resumable(out_dir, resolved, _results_relevant)
     write_yaml(out_dir / "config.yaml", resolved)
     _attach_log(out_dir / "log.txt")
 
@@ -158,6 +135,7 @@ def finish_run(
     )
     plugins.manager.hook.blend_run_finished(run=result)
     write_json(out_dir / "metrics.json", metrics)
+    release_lock(out_dir)
     return result
 
 
@@ -251,6 +229,7 @@ def run_seeds(
                     for c, d in zip(configs, dirs)]
     summary = summarize(per_seed)
     write_json(out_dir / "summary.json", summary)
+    release_lock(out_dir)
     return summary
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from blend_core.config import TrainConfig
-from blend_core.io import save_torch
+from blend_core.io import load_checkpoint, save_torch
 from blend_core.model import BlendModel, ModelOutput
 from blend_core.task import Task
 
@@ -170,6 +170,11 @@ def format_record(role: str, record: dict[str, float]) -> str:
     return f"{role} epoch {int(record['epoch'])}: {cells}"
 
 
+#: what an interrupted role's checkpoint holds; all of it tensors, numbers, lists and dicts
+RESUME_KEYS = ("model", "distiller", "optimizer", "scheduler", "generator", "epoch", "best_val",
+               "best_epoch", "best_state", "history")
+
+
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -217,7 +222,7 @@ def fit(
     start_epoch, history = 0, []
     best_state = _state_copy(model)
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, device, required=RESUME_KEYS)  # data only: no code runs
         model.load_state_dict(state["model"])
         if objective.distiller is not None:
             objective.distiller.load_state_dict(state["distiller"])

@@ -42,7 +42,8 @@ def test_existing_output_directory_is_refused(tmp_path, tiny_config_file, capsys
     (out / "precious.txt").write_text("keep me")
     code, _, err = run_cli(capsys, "run", str(tiny_config_file), "--out", str(out))
     assert code == 2
-    assert err == f"error: {out}: output directory exists; pass --overwrite to replace it or --resume to continue it\n"
+    assert err == (f"error: {out}: not a blend run directory (no run.json) and not empty; "
+                   "blend writes only into a new or empty folder\n")
     assert (out / "precious.txt").read_text() == "keep me"
 
 

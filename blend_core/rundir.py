@@ -1,0 +1,238 @@
+"""Run directories: what blend creates, may replace, may resume, and who is writing to one.
+
+A run directory carries a marker, ``run.json`` (blend's version and the creation
+time), written when blend creates it. ``--overwrite`` and ``--resume`` act only on
+directories with that marker, so a directory of the user's own files is never
+emptied or written into. ``--overwrite`` deletes nothing: it moves the previous
+run aside to ``NAME.old-YYYYmmdd-HHMMSS`` beside it. The current directory, the
+home directory, their parents and the folders holding the config are refused as
+run directories altogether.
+
+While a run writes, it holds ``run.lock`` (an ``flock`` plus the holder's PID):
+a second writer is refused with a line naming that PID. The kernel drops the
+lock when the holder exits, however it exits, so a lock left by a killed run is
+simply taken over by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from blend_core.errors import BlendError
+
+MARKER = "run.json"
+LOCK = "run.lock"
+
+#: input files read in this process (configs); a directory holding one is never a run directory
+_PROTECTED: set[Path] = set()
+#: locks this process holds, by resolved run directory: path -> open file descriptor
+_HELD: dict[Path, int] = {}
+#: run directories this process created, not yet holding a checkpoint: removed again if the run fails early
+_FRESH: set[Path] = set()
+
+
+def protect(path: str | Path) -> None:
+    """Never use ``path``'s folder, or any folder above it, as a run directory (e.g. the config's)."""
+    _PROTECTED.add(Path(path).resolve())
+
+
+def _protected_roots() -> list[tuple[Path, str]]:
+    roots = [(Path.cwd().resolve(), "the current directory"), (Path.home().resolve(), "the home directory")]
+    roots += [(p, f"the folder of {p}") for p in sorted(_PROTECTED)]
+    return roots
+
+
+def check_not_protected(out_dir: Path) -> None:
+    """Refuse ``.``, ``..``, home, ``/`` and any folder that holds the config, before touching anything."""
+    target = out_dir.resolve()
+    for root, what in _protected_roots():
+        if target == root or target in root.parents:
+            raise BlendError(
+                f"{out_dir}: refusing to use {what} or a folder above it as a run directory; "
+                "pick a new folder, e.g. --out runs/NAME"
+            )
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` carries blend's marker (a JSON object with a ``blend`` key)."""
+    try:
+        marker = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and "blend" in marker
+
+
+def write_marker(path: Path) -> None:
+    from blend_core import __version__
+    from blend_core.io import write_json
+
+    write_json(path / MARKER, {
+        "blend": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "note": "a blend run directory; blend --overwrite moves it aside, --resume continues it",
+    })
+
+
+# ------------------------------------------------------------------ the lock
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().split()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def acquire_lock(out_dir: Path) -> None:
+    """Hold ``out_dir/run.lock`` for this process; refuse, naming the holder's PID, if another holds it.
+
+    Re-entrant within one process (a second ``run`` in the same interpreter takes
+    the lock over); released by :func:`release_lock` or when the process ends.
+    """
+    key = out_dir.resolve()
+    if key in _HELD:
+        return
+    path = out_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise BlendError(f"{path}: cannot create the run lock ({exc.strerror})") from None
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # no flock on this platform: fall back to the PID in the file
+        holder = _holder(path)
+        if holder.isdigit() and int(holder) != os.getpid() and _pid_alive(int(holder)):
+            os.close(fd)
+            raise BlendError(_busy(out_dir, holder)) from None
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise BlendError(_busy(out_dir, _holder(path))) from None
+        raise BlendError(f"{path}: cannot lock the run directory ({exc.strerror})") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = fd
+
+
+def _busy(out_dir: Path, holder: str) -> str:
+    return (f"{out_dir}: another blend process (PID {holder}) is writing to this run directory; "
+            "wait for it to finish or use another --out")
+
+
+def release_lock(out_dir: Path) -> None:
+    """Let other processes write to ``out_dir`` again."""
+    key = out_dir.resolve()
+    fd = _HELD.pop(key, None)
+    _FRESH.discard(key)
+    if fd is not None:
+        os.close(fd)  # closing drops the flock
+
+
+def release_all() -> None:
+    for key in list(_HELD):
+        release_lock(key)
+
+
+def discard_unfinished() -> None:
+    """Remove run directories this process created in this call if no checkpoint was written yet.
+
+    Called when a run fails on bad input after its directory was made, so that no
+    half-made directory blocks the rerun. Everything in such a directory was
+    written by this process seconds ago; a directory with any checkpoint is kept.
+    """
+    for key in list(_FRESH):
+        release_lock(key)
+        if key.is_dir() and not any((key / "checkpoints").glob("*.pt")):
+            shutil.rmtree(key, ignore_errors=True)
+    _FRESH.clear()
+
+
+# ------------------------------------------------------------------ prepare
+
+def _move_aside(out_dir: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = out_dir.with_name(f"{out_dir.name}.old-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = out_dir.with_name(f"{out_dir.name}.old-{stamp}-{n}")
+    out_dir.rename(aside)
+    return aside
+
+
+def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    """Create, replace or reopen ``out_dir`` as a run directory, and lock it for this process."""
+    out_dir = Path(out_dir)
+    check_not_protected(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BlendError(f"{out_dir}: output path exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        marked = is_run_dir(out_dir)
+        if not marked:
+            what = ("--resume continues only runs blend created" if resume
+                    else "--overwrite replaces only directories blend created" if overwrite
+                    else "blend writes only into a new or empty folder")
+            raise BlendError(f"{out_dir}: not a blend run directory (no {MARKER}) and not empty; {what}")
+        if resume:
+            acquire_lock(out_dir)
+            return
+        if not overwrite:
+            raise BlendError(
+                f"{out_dir}: output directory exists; pass --overwrite to replace it or --resume to continue it"
+            )
+        acquire_lock(out_dir)  # refused if a run is writing there
+        release_lock(out_dir)
+        aside = _move_aside(out_dir)
+        print(f"note: moved the previous run {out_dir} to {aside}", file=sys.stderr)
+    elif resume:
+        raise BlendError(f"{out_dir}: nothing to resume (no such run directory)")
+    fresh = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        acquire_lock(out_dir)
+        write_marker(out_dir)
+    except PermissionError as exc:
+        raise BlendError(f"{out_dir}: cannot write the run directory ({exc.strerror})") from None
+    if fresh:
+        _FRESH.add(out_dir.resolve())
+
+
+def check_resumable(
+    out_dir: Path, resolved: dict[str, Any], relevant: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Refuse to resume with a config whose ``relevant`` part differs from the saved one."""
+    from blend_core.config import parse_yaml
+
+    saved_path = out_dir / "config.yaml"
+    if not saved_path.exists():
+        return
+    try:
+        saved = parse_yaml(saved_path.read_text(), str(saved_path))
+    except (OSError, UnicodeDecodeError):
+        raise BlendError(f"{saved_path}: cannot read the saved config") from None
+    if not isinstance(saved, dict) or relevant(saved) != relevant(resolved):
+        raise BlendError(f"{saved_path}: config differs from the run being resumed; use a new --out")
+
+
+def end_of_command() -> None:
+    """Forget what one command protected and release its locks (the CLI may be called again in-process)."""
+    release_all()
+    _FRESH.clear()
+    _PROTECTED.clear()
