@@ -28,7 +28,7 @@ from blend_core.registry import Registry
 from blend_core.validators import FieldError, short_repr
 from blend_core.validators import FieldError, short_repr
 
-SECTIONS = ("data", "task", "backbone", "privileged", "distillation", "train", "output")
+SECTIONS = ("data", "task", "backbone", "privileged", "distillation", "train", "output", "controls")
 
 
 @attrs.frozen(kw_only=True)
@@ -99,6 +99,7 @@ class Config:
     train: TrainConfig
     output: OutputConfig
     plugins: tuple[str, ...] = ()
+    controls: tuple[str, ...] = ()  #: control experiments adding roles, e.g. ("self",): see blend_core.controls
 
 
 # ---------------------------------------------------------------- structuring
@@ -302,6 +303,19 @@ def _distillation(raw: Any, registry: Registry, problems: list[str]) -> Distilla
     return DistillationConfig(alpha=float(alpha), losses=tuple(losses))
 
 
+#: control experiments a run can add (``controls: [self]``; see ``blend_core.controls``)
+CONTROLS = ("self",)
+
+
+def _controls(raw: Any, problems: list[str]) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        problems.append(f"controls: expected a list of control names such as [self], got {raw!r}")
+        return ()
+    problems.extend(f"controls: unknown control {c!r}; expected one of: {', '.join(CONTROLS)}"
+                    for c in raw if c not in CONTROLS)
+    return tuple(dict.fromkeys(c for c in raw if c in CONTROLS))
+
+
 def build_config(raw: Any, registry: Registry, source: str | None = None) -> Config:
     """Validate a parsed YAML mapping against the registry; raise one ConfigError listing all problems."""
     if not isinstance(raw, dict):
@@ -329,6 +343,7 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
     distillation = _distillation(raw.get("distillation", DEFAULTS["distillation"]), registry, problems)
     train = structure(raw.get("train"), TrainConfig, "train.", problems)
     output = structure(raw.get("output"), OutputConfig, "output.", problems)
+    controls = _controls(raw.get("controls", []), problems)
     plugins = raw.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         problems.append(f"plugins: expected a list of plugin names, got {short_repr(plugins)}")
@@ -337,7 +352,7 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
     return Config(
         data=data, task=task, backbone=backbone,
         privileged=PrivilegedConfig(encoder=encoder, fusion=fusion),
-        distillation=distillation, train=train, output=output, plugins=tuple(plugins),
+        distillation=distillation, train=train, output=output, plugins=tuple(plugins), controls=controls,
     )
 
 
@@ -364,6 +379,8 @@ def resolved_dict(config: Config) -> dict[str, Any]:
         out["task"] = _selected_dict(config.task)
     if config.plugins:
         out["plugins"] = list(config.plugins)
+    if config.controls:
+        out["controls"] = list(config.controls)
     return json.loads(json.dumps(out))  # plain YAML types: tuples become lists
 
 

@@ -10,9 +10,10 @@ import attrs
 import numpy as np
 import torch
 
-from blend_core.build import RunResult, build_role, build_task, load_data
+from blend_core.build import RunResult, build_task, load_data
 from blend_core.builtin.tracking import require_tensorboard
 from blend_core.config import Config, resolved_dict
+from blend_core.controls import build_any_role, roles, teacher_of, teacher_roles
 from blend_core.errors import BlendError
 from blend_core.io import load_checkpoint, save_torch, write_json, write_yaml
 from blend_core.model import BlendModel
@@ -86,7 +87,7 @@ def train_role(
 
     Each validation epoch is reported to the ``blend_epoch_end`` hook of ``plugins``.
     """
-    model, objective = build_role(role, config, registry, task, device, teacher)
+    model, objective = build_any_role(role, config, registry, task, device, teacher)
     if config.train.compile:
         model.compile(dynamic=False)  # in place: state_dict keys are unchanged
     if _final_path(out_dir, role).exists():
@@ -166,10 +167,11 @@ def run(
     log.info("data %s on %s", getattr(data, "name", config.data.type), device)
 
     models: dict[str, BlendModel] = {}
-    models["teacher"] = _freeze(train_role("teacher", config, registry, task, device, out_dir, plugins=plugins))
-    models["student"] = train_role("student", config, registry, task, device, out_dir, models["teacher"],
-                                   plugins=plugins)
-    models["baseline"] = train_role("baseline", config, registry, task, device, out_dir, plugins=plugins)
+    for role in roles(config):  # teacher, student, baseline, then any control roles
+        source_role = teacher_of(role)
+        model = train_role(role, config, registry, task, device, out_dir,
+                           models[source_role] if source_role else None, plugins=plugins)
+        models[role] = _freeze(model) if role in teacher_roles(config) else model
     return finish_run(config, plugins, out_dir, source, data, task, models)
 
 
@@ -181,7 +183,7 @@ def _train_at_once(
     from blend_core.multi import fit_many
 
     built = [
-        build_role(role, c, registry, task, device, teachers[i] if teachers else None)
+        build_any_role(role, c, registry, task, device, teachers[i] if teachers else None)
         for i, c in enumerate(configs)
     ]
     models = [m for m, _ in built]
@@ -244,12 +246,15 @@ def _run_at_once(
     registry = plugins.registry
     device = resolve_device(configs[0].train.device)
     task = build_task(configs[0], registry, data, device)
-    teachers = [_freeze(m) for m in _train_at_once("teacher", configs, registry, task, device, dirs, plugins=plugins)]
-    students = _train_at_once("student", configs, registry, task, device, dirs, teachers, plugins=plugins)
-    baselines = _train_at_once("baseline", configs, registry, task, device, dirs, plugins=plugins)
+    trained: dict[str, list[BlendModel]] = {}
+    for role in roles(configs[0]):
+        source_role = teacher_of(role)
+        models = _train_at_once(role, configs, registry, task, device, dirs,
+                                trained[source_role] if source_role else None, plugins=plugins)
+        trained[role] = [_freeze(m) for m in models] if role in teacher_roles(configs[0]) else models
     return [
-        finish_run(c, plugins, d, source, data, task, {"teacher": t, "student": s, "baseline": b}).metrics
-        for c, d, t, s, b in zip(configs, dirs, teachers, students, baselines)
+        finish_run(c, plugins, d, source, data, task, {role: trained[role][i] for role in trained}).metrics
+        for i, (c, d) in enumerate(zip(configs, dirs))
     ]
 
 
