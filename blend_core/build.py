@@ -9,12 +9,12 @@ import attrs
 import numpy as np
 import torch
 
-from blend_core.config import Config
+from blend_core.config import Config, Selected, structure
 from blend_core.distillation import WeightedSum
-from blend_core.errors import DataError
+from blend_core.errors import ConfigError, DataError, PluginError
 from blend_core.model import BlendModel, FeatureDims, fused_dims
 from blend_core.registry import Registry
-from blend_core.task import Task
+from blend_core.task import DataSource, Task
 from blend_core.training import Objective
 
 
@@ -38,17 +38,58 @@ class RunResult:
 
 def load_data(config: Config, registry: Registry) -> tuple[Any, Any]:
     """The configured data source and what it loaded."""
-    source = registry.get("data source", config.data.type).build(config.data.options)
+    comp = registry.get("data source", config.data.type, "data.type")
+    source = comp.build(config.data.options)
+    if not isinstance(source, DataSource):
+        raise PluginError(f"data {comp.label(registry)}: built a {type(source).__name__} without load(); "
+                          "a data source needs load() -> data")
     return source, source.load()
 
 
+def task_selection(config: Config, registry: Registry, data: Any) -> Selected:
+    """The task to build: the configured one, or the one the data's class names (``data.task``),
+    with the ``task:`` keys given without ``type:`` structured into that task's config."""
+    if config.task is not None and config.task.type is not None:
+        registry.get("task", config.task.type, "task.type")
+        return config.task
+    name = getattr(data, "task", None)
+    if not isinstance(name, str):
+        raise PluginError(f"data.type {config.data.type!r}: the loaded {type(data).__name__} names no task "
+                          "(a class attribute `task`); give task.type in the config")
+    comp = registry.get("task", name, "data.type")
+    if config.task is None:
+        return Selected(type=name, options=comp.config_cls())
+    problems: list[str] = []
+    options = structure(config.task.options, comp.config_cls, "task.", problems)
+    if problems:
+        raise ConfigError(problems)
+    return Selected(type=name, options=options)
+
+
+def resolve_task(config: Config, registry: Registry, data: Any) -> Config:
+    """``config`` with a ``task:`` section given without ``type:`` resolved against the loaded data."""
+    if config.task is None or config.task.type is not None:
+        return config
+    return attrs.evolve(config, task=task_selection(config, registry, data))
+
+
 def build_task(config: Config, registry: Registry, data: Any, device: torch.device) -> Task:
-    if config.task is not None:
-        comp, options = registry.get("task", config.task.type, "task.type"), config.task.options
-    else:
-        comp = registry.get("task", data.task, "data.type")
-        options = comp.config_cls()
-    return comp.build(options, data, device)
+    sel = task_selection(config, registry, data)
+    comp = registry.get("task", sel.type, "task.type")
+    task = comp.build(sel.options, data, device)
+    if not isinstance(task, Task):
+        missing = [m for m in ("dims", "behavior_dim", "batches", "inputs", "loss", "evaluate", "predict")
+                   if not hasattr(task, m)]
+        raise PluginError(f"{comp.label(registry)}: built a {type(task).__name__} that lacks "
+                          f"{', '.join(missing)} of the Task protocol (blend_core.api.Task)")
+    return task
+
+
+def backbone_selection(config: Config, role: str) -> tuple[Selected, str]:
+    """The backbone ``role`` uses and its config section: the teacher's own (``teacher:``) or ``backbone``."""
+    if role == "teacher" and config.teacher is not None:
+        return config.teacher, "teacher"
+    return config.backbone, "backbone"
 
 
 def build_model(config: Config, registry: Registry, task: Task, *, privileged: bool) -> BlendModel:
@@ -59,7 +100,8 @@ def build_model(config: Config, registry: Registry, task: Task, *, privileged: b
         sel = config.privileged.encoder
         encoder = registry.get("encoder", sel.type, "privileged.type").build(sel.options, task.behavior_dim)
     dims = fused_dims(task.dims, encoder, config.privileged.fusion)
-    backbone = registry.get("backbone", config.backbone.type, "backbone.type").build(config.backbone.options, dims)
+    sel, section = backbone_selection(config, "teacher" if privileged else "student")
+    backbone = registry.get("backbone", sel.type, f"{section}.type").build(sel.options, dims)
     return BlendModel(backbone, encoder, config.privileged.fusion)
 
 

@@ -32,6 +32,11 @@ class Component:
     def build(self, config: Any, *args: Any, **kwargs: Any) -> Any:
         return self.factory(config, *args, **kwargs)
 
+    def label(self, registry: Registry | None = None) -> str:
+        """``backbone 'gru' (blend-gru 0.1.0)``: how errors name a component and who supplied it."""
+        origin = registry.origin(self.plugin) if registry is not None else self.plugin
+        return f"{self.kind} '{self.name}' ({origin})"
+
 
 @attrs.define
 class Register:
@@ -67,21 +72,40 @@ class Registry:
     components: dict[str, dict[str, Component]] = attrs.field(
         factory=lambda: {kind: {} for kind in KIND_HOOKS}
     )
+    #: plugin name -> "distribution version" (e.g. "blend-gru 0.1.0"), filled in by ``load_plugins``
+    versions: dict[str, str] = attrs.field(factory=dict)
+
+    def origin(self, plugin: str) -> str:
+        """The distribution and version that supplied ``plugin``, or the plugin's name if unknown."""
+        return self.versions.get(plugin) or plugin
+
+    #: name collisions, one line each; listed by ``blend plugins``, refused by every lookup
+    conflicts: list[str] = attrs.field(factory=list)
 
     def add(self, component: Component) -> None:
+        """Add a component; a name taken by another plugin is recorded as a conflict (the first one stays)."""
         named = self.components[component.kind]
         if component.name in named:
             other = named[component.name].plugin
-            raise PluginError(
+            self.conflicts.append(
                 f"{component.kind} '{component.name}' is registered by both "
                 f"'{other}' and '{component.plugin}'"
             )
+            return
         named[component.name] = component
+
+    def check_conflicts(self) -> None:
+        """Refuse to use a registry in which two plugins claim one name (``blend plugins`` still lists it)."""
+        if self.conflicts:
+            raise PluginError(
+                f"{self.conflicts[0]}; uninstall one, or set BLEND_DISABLE_PLUGIN_AUTOLOAD=1 and name plugins with -p"
+            )
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
 
     def get(self, kind: str, name: str, path: str | None = None) -> Component:
+        self.check_conflicts()
         try:
             return self.components[kind][name]
         except KeyError:

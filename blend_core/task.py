@@ -3,6 +3,16 @@
 The trainer (``blend_core.training``) is shared by every task and role. A task
 holds its data on the training device and answers four questions: which
 batches, what the model sees, what the task loss is, and how a model scores.
+
+Both protocols are checked when a component is built (``blend_core.build``):
+a factory that returns an object lacking a member fails naming the component.
+
+Optional task members, read with ``getattr``:
+
+- ``refused_losses: Mapping[str, str]``: distillation losses that mean nothing
+  for this task, each with the reason; a config using one is refused before
+  training (``blend_core.contracts``).
+- ``references() -> dict[str, dict]``: reference rows scored beside the roles.
 """
 
 from __future__ import annotations
@@ -38,3 +48,23 @@ class Task(Protocol):
 
     def predict(self, model: BlendModel) -> dict[str, Any]:
         """Predictions for every sample (no behavior needed for a student), as numpy arrays."""
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """What a data-source factory returns.
+
+    ``load()`` returns the data: a validated ``NeuralData`` for the ``neural`` task, or
+    another task's data object whose class attribute ``task`` names its task. A source
+    may also define ``write_predictions(predictions, out_dir) -> list[Path]`` for
+    ``blend predict`` (default: one ``predictions.npz`` with every predicted array).
+    """
+
+    def load(self) -> Any:
+        """Read, check and return the data; raise ``DataError`` naming the file and field."""
+
+
+def prediction_writer(source: Any) -> Any:
+    """A source's optional ``write_predictions(predictions, out_dir) -> list[Path]``, or None."""
+    writer = getattr(source, "write_predictions", None)
+    return writer if callable(writer) else None

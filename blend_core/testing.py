@@ -1,31 +1,36 @@
 """Conformance kit for backbones: what every backbone plugin must satisfy.
 
-Third-party authors call it from their own tests::
+Third-party authors call it from their own tests (all names are in ``blend_core.api``)::
 
-    from blend_core.testing import check_backbone
+    from blend_core.api import check_backbone
 
     def test_my_backbone():
         check_backbone(build_mine, MyConfig(width=8))
 
-or run every backbone a registry knows about::
+or run every backbone a registry knows about; ``plugin_registry`` builds the registry
+of the built-ins plus the named plugins (entry-point names or modules), with
+autoloading off so that other installed plugins cannot interfere::
 
-    @pytest.mark.parametrize("name, config, factory", backbone_cases(registry))
+    @pytest.mark.parametrize("name, config, factory", backbone_cases(plugin_registry("gru")))
     def test_conforms(name, config, factory):
         check_backbone(factory, config)
+
+``check_task`` checks a built task against the task contract, and ``run_blend``
+runs the ``blend`` command line in-process (for end-to-end tests of a plugin).
 
 Each check raises ``AssertionError`` saying which contract clause failed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 from blend_core.model import ModelDims, ModelOutput
 
-__all__ = ["BackboneCheckError", "backbone_cases", "check_backbone"]
+__all__ = ["BackboneCheckError", "backbone_cases", "check_backbone", "check_task", "plugin_registry", "run_blend"]
 
 
 class BackboneCheckError(AssertionError):
@@ -186,3 +191,69 @@ def backbone_cases(registry: Any, configs: dict[str, Any] | None = None) -> list
         component = registry.get("backbone", name)
         cases.append((name, configs.get(name, component.config_cls()), component.factory))
     return cases
+
+
+def plugin_registry(*plugins: str) -> Any:
+    """The component registry of blend's built-ins plus ``plugins`` (entry-point names or
+    importable modules), loaded with autoloading off: what a plugin's tests should use.
+
+    Raises ``PluginError`` if a plugin fails to load or register, so a broken plugin
+    fails its own tests instead of being skipped with a warning.
+    """
+    from blend_core.errors import PluginError
+    from blend_core.plugins import load_plugins
+
+    loaded = load_plugins(list(plugins), autoload=False)
+    if loaded.failures:
+        raise PluginError("; ".join(loaded.failures))
+    loaded.registry.check_conflicts()
+    return loaded.registry
+
+
+def run_blend(argv: Sequence[str]) -> int:
+    """Run the ``blend`` command line in this process and return its exit code (use ``capsys``)."""
+    from blend_core.cli import main
+
+    return main(list(argv))
+
+
+def check_task(task: Any, *, batch_size: int = 4, seed: int = 0) -> None:
+    """Check a built task against the task contract (``blend_core.api.Task``).
+
+    Checks the protocol's members, ``dims``, that ``train`` and ``val`` batches exist,
+    that ``inputs`` gives an ``Inputs`` whose ``x`` is ``(batch, dims.seq_len, dims.input_dim)``
+    (and ``behavior`` ``(batch, dims.seq_len, behavior_dim)`` when the task has behavior),
+    that ``loss`` of a zero prediction is a finite scalar, and that ``refused_losses``
+    maps loss names to reasons.
+    """
+    from blend_core.model import Inputs
+    from blend_core.task import Task
+
+    missing = [m for m in ("dims", "behavior_dim", "batches", "inputs", "loss", "evaluate", "predict")
+               if not hasattr(task, m)]
+    _require(isinstance(task, Task), "Task protocol", f"the task lacks {', '.join(missing)}")
+    dims = task.dims
+    _require(isinstance(dims, ModelDims), "dims", f"task.dims is a {type(dims).__name__}, expected ModelDims")
+    _require(min(dims.input_dim, dims.output_dim, dims.seq_len) > 0, "dims", f"non-positive sizes in {dims}")
+    refused = getattr(task, "refused_losses", {}) or {}
+    _require(all(isinstance(k, str) and isinstance(v, str) and v for k, v in dict(refused).items()),
+             "refused_losses", "refused_losses must map loss names to non-empty reasons")
+    gen = torch.Generator().manual_seed(seed)
+    for split in ("train", "val"):
+        batch = next(iter(task.batches(split, batch_size, gen if split == "train" else None)), None)
+        _require(batch is not None, "batches", f"no {split!r} batches")
+        for g in (gen, None):
+            inputs = task.inputs(batch, g)
+            _require(isinstance(inputs, Inputs), "inputs", f"inputs returned {type(inputs).__name__}")
+            n = inputs.x.shape[0]
+            _require(tuple(inputs.x.shape) == (n, dims.seq_len, dims.input_dim), "inputs shape",
+                     f"x has shape {tuple(inputs.x.shape)}, expected ({n}, {dims.seq_len}, {dims.input_dim})")
+            if task.behavior_dim:
+                b = inputs.behavior
+                _require(b is not None and tuple(b.shape) == (n, dims.seq_len, task.behavior_dim),
+                         "behavior shape", f"behavior is {None if b is None else tuple(b.shape)}, "
+                         f"expected ({n}, {dims.seq_len}, {task.behavior_dim})")
+            out = ModelOutput(log_rates=torch.zeros(n, dims.seq_len, dims.output_dim, device=inputs.x.device))
+            loss = task.loss(out, batch, inputs)
+            _require(isinstance(loss, torch.Tensor) and loss.dim() == 0 and bool(torch.isfinite(loss)),
+                     "loss", f"loss of a zero prediction is {loss!r}, expected a finite scalar")
