@@ -6,8 +6,7 @@ import attrs
 import torch
 from torch import nn
 
-from blend_core import hookimpl
-from blend_core.model import ModelDims, ModelOutput
+from blend_core.api import ModelDims, ModelOutput, Register, hookimpl
 
 
 @attrs.frozen(kw_only=True)
@@ -43,5 +42,5 @@ class GRUBackbone(nn.Module):
 
 
 @hookimpl
-def blend_add_backbones(register) -> None:
+def blend_add_backbones(register: Register) -> None:
     register("gru", GRUConfig, GRUBackbone, "bidirectional GRU over time bins (template plugin)")
