@@ -8,6 +8,8 @@ import math
 import re
 import math
 import re
+import math
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -23,8 +25,10 @@ from cattrs.errors import (
 
 import blend_core.validators as v
 import blend_core.validators as v
+import blend_core.validators as v
 from blend_core.errors import BlendError, ConfigError
 from blend_core.registry import Registry
+from blend_core.validators import FieldError, short_repr
 from blend_core.validators import FieldError, short_repr
 from blend_core.validators import FieldError, short_repr
 
@@ -44,7 +48,7 @@ class TrainConfig:
     patience: int = attrs.field(default=50, validator=v.NON_NEGATIVE)
     eval_every: int = attrs.field(default=1, validator=v.POSITIVE_INT)
     checkpoint_every: int = attrs.field(default=50, validator=v.POSITIVE_INT)
-    seed: int = attrs.field(default=0, validator=v.in_range(0, 2**63, high_open=True))
+    seed: int = attrs.field(default=0, validator=v.in_range(0, 2**63, high_open=True, high_text='2**63'))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     threads: int | None = attrs.field(default=None, validator=v.POSITIVE_INT)  #: CPU threads for torch (None: torch's default); 1 is fastest for tiny models
@@ -219,6 +223,21 @@ def _invalid_value(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
+_ATTRS_MESSAGE = re.compile(r"^'(\w+)' (must be .*?)(?:: (.*))?$", re.DOTALL)
+
+
+def _invalid_value(exc: BaseException) -> tuple[str, str] | None:
+    """``(key, problem)`` for a validator's error: ours (FieldError) or attrs' own (``'x' must be > 0: 0``)."""
+    if isinstance(exc, FieldError):
+        return exc.field, exc.message
+    if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], str):
+        match = _ATTRS_MESSAGE.match(exc.args[0])
+        if match:
+            key, rule, got = match.groups()
+            return key, rule if got is None else f"{rule}, got {got[:60]}"
+    return None
+
+
 def structure(data: Any, cls: type, path: str, problems: list[str]) -> Any:
     """Structure ``data`` into ``cls``, appending ``path``-prefixed problems on failure."""
     if data is None:
@@ -290,6 +309,9 @@ def _distillation(raw: Any, registry: Registry, problems: list[str]) -> Distilla
         weight = item.get("weight", 1.0) if isinstance(item, dict) else 1.0
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             problems.append(f"{path}.weight: expected float, got {short_repr(weight)}")
+            continue
+        if not math.isfinite(weight) or weight < 0:
+            problems.append(f"{path}.weight: must be a finite number >= 0, got {short_repr(weight)}")
             continue
         if not math.isfinite(weight) or weight < 0:
             problems.append(f"{path}.weight: must be a finite number >= 0, got {short_repr(weight)}")
@@ -471,6 +493,9 @@ def read_yaml(path: str | Path) -> Any:
         raise BlendError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     except OSError as exc:
         raise BlendError(f"{path}: cannot read ({exc.strerror})") from None
+    from blend_core.rundir import protect
+
+    protect(path)  # the folder holding a config is never used (or replaced) as a run directory
     from blend_core.rundir import protect
 
     protect(path)  # the folder holding a config is never used (or replaced) as a run directory

@@ -82,6 +82,10 @@ class NeuralData:
             arr = getattr(self, field)
             if not isinstance(arr, np.ndarray) or arr.ndim != 3:
                 fail(field, f"expected a 3-d array (trials, bins, neurons), got {getattr(arr, 'shape', arr)}")
+            if arr.shape[2] == 0:
+                fail(field, "no neurons" + (" (co-bps needs held-out neurons)" if field == "heldout" else ""))
+            if np.isinf(arr).any():
+                fail(field, "infinite spike counts")
             if np.nanmin(arr, initial=0) < 0:
                 fail(field, "spike counts must be non-negative")
         trials, bins = self.heldin.shape[:2]
@@ -95,19 +99,25 @@ class NeuralData:
         bad = sorted(set(split.tolist()) - set(SPLITS))
         if bad:
             fail("split", f"unknown split labels {bad}; expected {', '.join(SPLITS)}")
-        for s in ("train", "test"):
+        for s in SPLITS:  # no 'val' trials would make the validation loss 0 and early stopping blind
             if not np.any(split == s):
                 fail("split", f"no '{s}' trials")
+        if not (isinstance(self.bin_ms, (int, float)) and np.isfinite(self.bin_ms) and self.bin_ms > 0):
+            fail("bin_ms", f"expected a finite number > 0, got {self.bin_ms!r}")
         if self.behavior is not None:
             if self.behavior.ndim != 3 or self.behavior.shape[:2] != (trials, bins):
                 fail("behavior", f"expected ({trials}, {bins}, K), got {self.behavior.shape}")
             if not np.isfinite(self.behavior[split != "test"]).all():
                 fail("behavior", "NaN or infinite values in train/val trials")
+            if np.isinf(self.behavior).any():
+                fail("behavior", "infinite values in test trials")
             if self.behavior_names and len(self.behavior_names) != self.behavior.shape[2]:
                 fail("behavior_names", f"expected {self.behavior.shape[2]} names, got {len(self.behavior_names)}")
         if self.decode_behavior is not None:
             if self.decode_behavior.ndim != 3 or self.decode_behavior.shape[:2] != (trials, self.window_bins):
                 fail("decode_behavior", f"expected ({trials}, {self.window_bins}, K), got {self.decode_behavior.shape}")
+            if np.isinf(self.decode_behavior).any():
+                fail("decode_behavior", "infinite values")
         for field in ("conditions", "decode_groups"):
             arr = getattr(self, field)
             if arr is not None and np.asarray(arr).shape != (trials,):
@@ -118,6 +128,8 @@ class NeuralData:
             n_all = self.n_heldin + self.n_heldout
             if self.psth.ndim != 3 or self.psth.shape[1:] != (self.window_bins, n_all):
                 fail("psth", f"expected (conditions, {self.window_bins}, {n_all}), got {self.psth.shape}")
+            if np.isinf(self.psth).any():
+                fail("psth", "infinite values")
         return self
 
 

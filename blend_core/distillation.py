@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import blend_core.validators as v
+from blend_core.errors import ConfigError
 from blend_core.model import FeatureDims, ModelOutput
 
 
@@ -20,7 +22,7 @@ class HardConfig:
 
 @attrs.frozen(kw_only=True)
 class SoftConfig:
-    temperature: float = 2.0
+    temperature: float = attrs.field(default=2.0, validator=v.positive_finite())
 
 
 @attrs.frozen(kw_only=True)
@@ -36,7 +38,7 @@ class FeatureConfig:
 
 @attrs.frozen(kw_only=True)
 class CorrelationConfig:
-    corr_weight: float = 1.0
+    corr_weight: float = attrs.field(default=1.0, validator=v.non_negative_finite())
 
 
 def _rates(out: ModelOutput) -> torch.Tensor:
@@ -80,7 +82,8 @@ class FeatureLoss(nn.Module):
         super().__init__()
         ns, nt = len(dims.student), len(dims.teacher)
         if ns == 0 or nt == 0:
-            raise ValueError("feature distillation needs backbones that expose features")
+            raise ConfigError(["distillation.type: 'feature' needs backbones that expose features "
+                               f"(student {ns}, teacher {nt} feature layers)"])
         if layers is None:
             n = min(ns, nt)
             pairs = [(ns - n + i, nt - n + i) for i in range(n)]
@@ -88,7 +91,8 @@ class FeatureLoss(nn.Module):
             pairs = []
             for layer in layers:
                 if not (-ns <= layer < ns and -nt <= layer < nt):
-                    raise ValueError(f"distillation.layers: layer {layer} out of range ({ns} student, {nt} teacher layers)")
+                    raise ConfigError([f"distillation.layers: layer {layer} out of range "
+                                       f"({ns} student, {nt} teacher feature layers)"])
                 pairs.append((layer % ns, layer % nt))
         self.pairs = pairs
         self.projections = nn.ModuleList(

@@ -6,6 +6,8 @@ import attrs
 import torch
 from torch import nn
 
+import blend_core.validators as v
+
 
 @attrs.frozen(kw_only=True)
 class IdentityConfig:
@@ -14,15 +16,15 @@ class IdentityConfig:
 
 @attrs.frozen(kw_only=True)
 class LinearConfig:
-    out_dim: int = 16
+    out_dim: int = attrs.field(default=16, validator=v.POSITIVE_INT)
 
 
 @attrs.frozen(kw_only=True)
 class MLPConfig:
-    hidden_dim: int = 64
-    out_dim: int = 16
-    num_layers: int = 2
-    dropout: float = 0.0
+    hidden_dim: int = attrs.field(default=64, validator=v.POSITIVE_INT)
+    out_dim: int = attrs.field(default=16, validator=v.POSITIVE_INT)
+    num_layers: int = attrs.field(default=2, validator=v.POSITIVE_INT)
+    dropout: float = attrs.field(default=0.0, validator=v.PROBABILITY)
 
 
 class Identity(nn.Module):

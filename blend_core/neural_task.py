@@ -10,18 +10,24 @@ import torch
 import torch.nn.functional as F
 
 import blend_core.metrics as metrics  # noqa: E402
+import blend_core.validators as v
 from blend_core.data import NeuralData
 from blend_core.model import BlendModel, Inputs, ModelDims, ModelOutput
 
 
 @attrs.frozen(kw_only=True)
 class MaskedModelingConfig:
-    mask_ratio: float = 0.25  #: fraction of window bins of the held-in input that are masked
+    #: fraction of window bins of the held-in input that are masked
+    mask_ratio: float = attrs.field(default=0.25, validator=v.in_range(0.0, 1.0, low_open=True, high_open=True))
     mask_mode: Literal["zero", "bert"] = "zero"  #: 'bert' splits masked bins into zero/random/keep
-    mask_span: int = 1  #: masked bins come in runs of this length
-    bert_random: float = 0.1
-    bert_keep: float = 0.1
-    eval_batch_size: int = 256
+    mask_span: int = attrs.field(default=1, validator=v.POSITIVE_INT)  #: masked bins come in runs of this length
+    bert_random: float = attrs.field(default=0.1, validator=v.in_range(0.0, 1.0))
+    bert_keep: float = attrs.field(default=0.1, validator=v.in_range(0.0, 1.0))
+    eval_batch_size: int = attrs.field(default=256, validator=v.POSITIVE_INT)
+
+    def __attrs_post_init__(self) -> None:
+        if self.bert_random + self.bert_keep > 1:
+            raise v.FieldError("bert_keep", f"bert_random + bert_keep must be <= 1, got {self.bert_random + self.bert_keep:g}")
 
 
 class NeuralTask:

@@ -22,26 +22,52 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+import blend_core.validators as v
 from blend_core.data import NeuralData
+from blend_core.errors import DataError
 
 
 @attrs.frozen(kw_only=True)
 class SyntheticConfig:
     """Sizes default to a CPU-demo scale; MC_Maze scale is 137+45 neurons, 2295 trials, 140+40 bins."""
 
-    n_trials: int = 300
-    n_heldin: int = 40
-    n_heldout: int = 12
-    window_bins: int = 40
-    fp_bins: int = 10
-    n_conditions: int = 8
-    bin_ms: float = 5.0
-    baseline_rate: float = 0.08  #: spikes per bin at zero latent
-    loading_scale: float = 1.0
-    speed_jitter: float = 0.8  #: spread of the per-trial speed factor
-    behavior_noise: float = 0.05
-    split_fractions: tuple[float, float, float] = (0.6, 0.15, 0.25)  #: train, val, test
-    seed: int = 0
+    n_trials: int = attrs.field(default=300, validator=v.POSITIVE_INT)
+    n_heldin: int = attrs.field(default=40, validator=v.POSITIVE_INT)
+    n_heldout: int = attrs.field(default=12, validator=v.POSITIVE_INT)  #: co-bps needs held-out neurons
+    window_bins: int = attrs.field(default=40, validator=v.POSITIVE_INT)
+    fp_bins: int = attrs.field(default=10, validator=v.NON_NEGATIVE)
+    n_conditions: int = attrs.field(default=8, validator=v.POSITIVE_INT)
+    bin_ms: float = attrs.field(default=5.0, validator=v.positive_finite())
+    baseline_rate: float = attrs.field(default=0.08, validator=v.positive_finite())  #: spikes per bin at zero latent
+    loading_scale: float = attrs.field(default=1.0, validator=v.non_negative_finite())
+    #: spread of the per-trial speed factor
+    speed_jitter: float = attrs.field(default=0.8, validator=v.non_negative_finite())
+    behavior_noise: float = attrs.field(default=0.05, validator=v.non_negative_finite())
+    #: train, val, test
+    split_fractions: tuple[float, float, float] = attrs.field(
+        default=(0.6, 0.15, 0.25), validator=v.each(v.in_range(0.0, 1.0)))
+    seed: int = attrs.field(default=0, validator=v.NON_NEGATIVE)
+
+    def __attrs_post_init__(self) -> None:
+        """Every split must hold trials: no val trials would make the validation loss 0 and early stopping blind."""
+        if sum(self.split_fractions) > 1 + 1e-9:
+            raise v.FieldError("split_fractions", f"must sum to <= 1, got {sum(self.split_fractions):g}")
+        n_train, n_val = _split_sizes(self.n_trials, self.split_fractions)
+        counts = {"train": n_train, "val": n_val, "test": self.n_trials - n_train - n_val}
+        empty = [name for name, count in counts.items() if count < 1]
+        if empty:
+            raise v.FieldError(
+                "n_trials", f"too few trials for split_fractions {list(self.split_fractions)}: "
+                f"no {'/'.join(empty)} trials (got {self.n_trials} trials)")
+        if counts["test"] < self.n_conditions:
+            raise v.FieldError(
+                "n_trials", f"{counts['test']} test trials cannot cover n_conditions ({self.n_conditions}); "
+                f"got {self.n_trials} trials")
+
+
+def _split_sizes(n: int, fractions: tuple[float, ...]) -> tuple[int, int]:
+    """Train and val trial counts (the rest are test), as ``generate`` draws them."""
+    return int(fractions[0] * n), int(fractions[1] * n)
 
 
 def generate(config: SyntheticConfig) -> NeuralData:
@@ -69,9 +95,8 @@ def generate(config: SyntheticConfig) -> NeuralData:
     readout = rng.normal(0, 1.5, (2, 2))
     behavior = np.tanh(latent @ readout) + config.behavior_noise * rng.normal(size=(n, bins, 2))
 
-    f_train, f_val, _ = config.split_fractions
     order = rng.permutation(n)
-    n_train, n_val = int(f_train * n), int(f_val * n)
+    n_train, n_val = _split_sizes(n, config.split_fractions)
     split = np.full(n, "test", dtype=object)
     split[order[:n_train]] = "train"
     split[order[n_train : n_train + n_val]] = "val"
@@ -80,6 +105,10 @@ def generate(config: SyntheticConfig) -> NeuralData:
     # PSTH targets: the condition means of the *true* rates over the scored trials.
     # (NLB smooths spikes because it has no ground truth; here we have it.)
     test = split == "test"
+    uncovered = [c for c in range(config.n_conditions) if not np.any(test & (cond == c))]
+    if uncovered:
+        raise DataError(f"synthetic: data.n_trials: no test trials of condition(s) {uncovered[:5]} "
+                        f"for the PSTH; use more trials or fewer n_conditions")
     psth = np.stack(
         [rates[test & (cond == c), :T].mean(axis=0) for c in range(config.n_conditions)]
     ).astype(np.float32)

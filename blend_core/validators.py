@@ -64,9 +64,11 @@ def lt(bound: float) -> Validator:
     return _check(lambda v: v < bound, f"< {bound}")
 
 
-def in_range(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Validator:
+def in_range(
+    low: float, high: float, *, low_open: bool = False, high_open: bool = False, high_text: str | None = None,
+) -> Validator:
     """``low <= value <= high``, either end open if asked; written as an interval in messages."""
-    text = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    text = f"in {'(' if low_open else '['}{low}, {high_text or high}{')' if high_open else ']'}"
 
     def test(v: float) -> bool:
         above = v > low if low_open else v >= low

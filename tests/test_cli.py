@@ -145,5 +145,6 @@ def test_bad_data_leaves_no_run_directory(tmp_path, tiny_config_file, capsys):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "run", str(tiny_config_file), "--out", str(out),
                            "--set", "data.split_fractions=[1.0, 0.0, 0.0]")
-    assert code == 2 and err == "error: synthetic: split: no 'test' trials\n"
+    assert code == 2 and err == (f"error: {tiny_config_file}: data.n_trials: too few trials for split_fractions "
+                                 "[1.0, 0.0, 0.0]: no val/test trials (got 48 trials)\n")
     assert not out.exists()  # fixing the input and running again just works

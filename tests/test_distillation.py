@@ -10,6 +10,7 @@ from blend_core.backbones.ndt import NDTConfig, build_ndt
 from blend_core.distillation import (
     CorrelationLoss, FeatureLoss, HardLoss, PoissonKLLoss, SoftLoss, WeightedSum, pearson_matrix,
 )
+from blend_core.errors import BlendError
 from blend_core.model import FeatureDims, ModelDims, ModelOutput
 
 
@@ -68,7 +69,7 @@ def test_feature_loss_projects_where_widths_differ():
     loss = FeatureLoss(FeatureDims(student=(4, 4, 6), teacher=(8, 6)), layers=None)
     assert loss.pairs == [(1, 0), (2, 1)]
     assert isinstance(loss.projections[0], torch.nn.Linear) and isinstance(loss.projections[1], torch.nn.Identity)
-    with pytest.raises(ValueError, match="layer 5 out of range"):
+    with pytest.raises(BlendError, match="distillation.layers: layer 5 out of range"):
         FeatureLoss(FeatureDims(student=(4,), teacher=(4,)), layers=(5,))
 
 

@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import blend_core.validators as v
 from blend_core.model import ModelDims, ModelOutput
 
-_positive = attrs.validators.gt(0)
-_non_negative = attrs.validators.ge(0)
-_probability = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+_positive = v.gt(0)
+_non_negative = v.non_negative_finite()
+_probability = v.PROBABILITY
 
 
 @attrs.frozen(kw_only=True)

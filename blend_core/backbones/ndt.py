@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import blend_core.validators as v
 from blend_core.model import ModelDims, ModelOutput
 
 
@@ -14,14 +15,20 @@ from blend_core.model import ModelDims, ModelOutput
 class NDTConfig:
     """Defaults follow the BLEND/NDT MC_Maze configs (method.md §3)."""
 
-    num_layers: int = 4
-    num_heads: int = 2
-    d_model: int = 128
-    ffn_dim: int = 128
-    dropout: float = 0.3
-    dropout_embedding: float = 0.2
-    context_forward: int | None = None  #: bins a step may attend ahead (None: unlimited)
-    context_backward: int | None = None  #: bins a step may attend behind (None: unlimited)
+    num_layers: int = attrs.field(default=4, validator=v.POSITIVE_INT)
+    num_heads: int = attrs.field(default=2, validator=v.POSITIVE_INT)
+    d_model: int = attrs.field(default=128, validator=v.POSITIVE_INT)
+    ffn_dim: int = attrs.field(default=128, validator=v.POSITIVE_INT)
+    dropout: float = attrs.field(default=0.3, validator=v.PROBABILITY)
+    dropout_embedding: float = attrs.field(default=0.2, validator=v.PROBABILITY)
+    #: bins a step may attend ahead (None: unlimited)
+    context_forward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
+    #: bins a step may attend behind (None: unlimited)
+    context_backward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
+
+    def __attrs_post_init__(self) -> None:
+        if self.d_model % self.num_heads:
+            raise v.FieldError("num_heads", f"must divide d_model ({self.d_model}), got {self.num_heads}")
 
 
 class TransformerLayer(nn.Module):

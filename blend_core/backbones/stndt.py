@@ -35,10 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from blend_core.backbones.ndt import local_context_mask
+import blend_core.validators as v
 from blend_core.model import ModelDims, ModelOutput
 
-_positive = attrs.validators.gt(0)
-_probability = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+_positive = v.POSITIVE_INT
+_probability = v.PROBABILITY
 
 
 @attrs.frozen(kw_only=True)
@@ -51,8 +52,10 @@ class STNDTConfig:
     dropout: float = attrs.field(default=0.3, validator=_probability)
     dropout_embedding: float = attrs.field(default=0.2, validator=_probability)
     dropout_rates: float = attrs.field(default=0.2, validator=_probability)  #: before the readout
-    context_forward: int | None = None  #: bins a step may attend ahead (None: unlimited)
-    context_backward: int | None = None  #: bins a step may attend behind (None: unlimited)
+    #: bins a step may attend ahead (None: unlimited)
+    context_forward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
+    #: bins a step may attend behind (None: unlimited)
+    context_backward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
 
 
 def _ffn(width: int, hidden: int, dropout: float) -> nn.Sequential:
