@@ -496,9 +496,6 @@ def read_yaml(path: str | Path) -> Any:
     from blend_core.rundir import protect
 
     protect(path)  # the folder holding a config is never used (or replaced) as a run directory
-    from blend_core.rundir import protect
-
-    protect(path)  # the folder holding a config is never used (or replaced) as a run directory
     return parse_yaml(text, str(path)) or {}
 
 
