@@ -16,7 +16,7 @@ EXIT_BAD_INPUT = 2
 def _global_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("-p", "--plugin", action="append", default=[], metavar="NAME",
-                   help="load this plugin (entry-point name or module) even with autoload off")
+                   help="load this installed plugin (entry-point name) even with autoload off")
 
 
 def _parser(plugins) -> argparse.ArgumentParser:
@@ -156,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_plugins(args)
         return cmd_predict(args)
     except (BlendError, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, BlendError) and exc.filename is None:
+            raise  # not about a file the user named (e.g. a closed pipe): not bad input
         rundir.discard_unfinished()  # no half-made run directory blocks the rerun
         if args.debug:
             raise
@@ -175,8 +177,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
         return str(exc)
     if isinstance(exc, OSError) and not isinstance(exc, BlendError):  # e.g. a read-only --out, a full disk
-        where = exc.filename if exc.filename is not None else "file system"
-        return f"{where}: {exc.strerror or exc}"
+        return f"{exc.filename}: {exc.strerror or exc}"
     return " ".join(str(exc).split())
 
 

@@ -6,7 +6,6 @@ import importlib
 import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
-from types import ModuleType
 from typing import Iterable
 
 import attrs
@@ -54,10 +53,6 @@ def _entry_point_version(ep: EntryPoint) -> str:
     return f"{dist.metadata['Name']}-{dist.version}"
 
 
-def _import_target(target: str | ModuleType | object) -> object:
-    return importlib.import_module(target) if isinstance(target, str) else target
-
-
 def load_plugins(
     extra: Iterable[str] = (),
     *,
@@ -66,12 +61,13 @@ def load_plugins(
 ) -> Plugins:
     """Register built-ins, then external plugins, and build the registry.
 
-    ``extra`` names plugins to load even when autoloading is off: an entry-point
-    name of the ``blend`` group or an importable module. ``entry_points_`` replaces
-    the installed entry points (for tests).
+    ``extra`` names plugins to load even when autoloading is off: entry-point
+    names of the ``blend`` group, never arbitrary modules; one that is not
+    installed, or fails to load, is a PluginError. ``entry_points_`` replaces the
+    installed entry points (for tests).
     """
     if autoload is None:
-        autoload = os.environ.get(AUTOLOAD_ENV, "") in ("", "0")
+        autoload = not autoload_disabled()
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
@@ -94,15 +90,15 @@ def load_plugins(
             continue
         infos.append(PluginInfo(ep.name, version, False))
     known = {ep.name for ep in eps}
-    for name in wanted:
-        if name in known or pm.has_plugin(name):
-            continue
-        try:
-            pm.register(_import_target(name), name=name)
-        except Exception as exc:
-            failures.append(f"plugin '{name}' failed to load: {exc}")
-            continue
-        infos.append(PluginInfo(name, "unknown", False))
+    for name in wanted:  # named on purpose (-p, plugins:): a plugin that is missing or broken is an error
+        if name not in known and not pm.has_plugin(name):
+            raise PluginError(
+                f"plugin '{name}': not installed (plugins are entry points of the '{ENTRY_POINT_GROUP}' group; "
+                f"installed: {', '.join(sorted(known)) or 'none'})"
+            )
+        broken = [line for line in failures if line.startswith(f"plugin '{name}' ")]
+        if broken:
+            raise PluginError(broken[0])
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -118,6 +114,21 @@ def load_plugins(
             except Exception as exc:
                 failures.append(f"plugin '{impl.plugin_name}' failed to register {kind}s: {exc}")
     return Plugins(manager=pm, registry=registry, infos=infos, failures=failures)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def autoload_disabled() -> bool:
+    """Whether ``BLEND_DISABLE_PLUGIN_AUTOLOAD`` is set to a true value (1/true/yes/on; 0/false/no/off: not)."""
+    value = os.environ.get(AUTOLOAD_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise PluginError(f"{AUTOLOAD_ENV}: expected one of 1, true, yes, on or 0, false, no, off; "
+                      f"got {os.environ[AUTOLOAD_ENV][:40]!r}")
 
 
 def report_failures(plugins: Plugins) -> None:
