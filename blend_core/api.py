@@ -33,6 +33,7 @@ from blend_core.testing import (
     backbone_cases,
     check_backbone,
     check_task,
+    installed_plugin,
     plugin_registry,
     run_blend,
 )
@@ -48,7 +49,7 @@ __all__ = [
     "BlendError", "ConfigError", "DataError", "PluginError", "ContractError",
     # conformance kit and testing helpers
     "check_backbone", "check_task", "check_output", "backbone_cases", "BackboneCheckError",
-    "plugin_registry", "run_blend",
+    "installed_plugin", "plugin_registry", "run_blend",
     # helpers plugins share with the core
     "atomic_write", "write_json", "write_text", "write_yaml", "write_npz", "gaussian_smooth",
     "bits_per_spike", "poisson_nll", "velocity_r2", "psth_r2", "nlb_scores", "classification_scores",

@@ -77,7 +77,8 @@ class Registry:
 
     def origin(self, plugin: str) -> str:
         """The distribution and version that supplied ``plugin``, or the plugin's name if unknown."""
-        return self.versions.get(plugin) or plugin
+        version = self.versions.get(plugin)
+        return plugin if version in (None, "", "unknown") else version
 
     #: name collisions, one line each; listed by ``blend plugins``, refused by every lookup
     conflicts: list[str] = attrs.field(factory=list)

@@ -30,7 +30,10 @@ from torch import nn
 
 from blend_core.model import ModelDims, ModelOutput
 
-__all__ = ["BackboneCheckError", "backbone_cases", "check_backbone", "check_task", "plugin_registry", "run_blend"]
+__all__ = [
+    "BackboneCheckError", "backbone_cases", "check_backbone", "check_task", "installed_plugin", "plugin_registry",
+    "run_blend",
+]
 
 
 class BackboneCheckError(AssertionError):
@@ -257,3 +260,21 @@ def check_task(task: Any, *, batch_size: int = 4, seed: int = 0) -> None:
             loss = task.loss(out, batch, inputs)
             _require(isinstance(loss, torch.Tensor) and loss.dim() == 0 and bool(torch.isfinite(loss)),
                      "loss", f"loss of a zero prediction is {loss!r}, expected a finite scalar")
+
+
+def installed_plugin(monkeypatch: Any, name: str, module: str) -> None:
+    """Make ``module`` an installed plugin called ``name`` for one test, as if a package declared it
+    in the ``blend`` entry-point group (use pytest's ``monkeypatch`` fixture)."""
+    from importlib.metadata import EntryPoint
+
+    import blend_core.plugins as plugins
+
+    real = plugins.entry_points
+
+    def entry_points(**kwargs: Any) -> list[EntryPoint]:
+        found = list(real(**kwargs))
+        if kwargs.get("group") == plugins.ENTRY_POINT_GROUP:
+            found.append(EntryPoint(name=name, value=module, group=plugins.ENTRY_POINT_GROUP))
+        return found
+
+    monkeypatch.setattr(plugins, "entry_points", entry_points)

@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from blend_core.api import installed_plugin
 from blend_core.cli import main
 from blend_core.config import build_config, resolved_dict
 from blend_core.errors import ConfigError
@@ -87,6 +88,7 @@ def blend_add_backbones(register):
 def test_validate_refuses_features_that_cannot_be_compared(tmp_path, tiny_raw, capsys, monkeypatch):
     (tmp_path / "tests_uncomparable_plugin.py").write_text(UNCOMPARABLE)
     monkeypatch.syspath_prepend(str(tmp_path))
+    installed_plugin(monkeypatch, "tests_uncomparable_plugin", "tests_uncomparable_plugin")
     """A feature loss between layers of other layouts (not only other widths) is refused before training."""
     tiny_raw["teacher"] = {**NDT, "type": "ndt"}
     tiny_raw["backbone"] = {"type": "uncomparable"}
