@@ -161,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rundir.discard_unfinished()  # no half-made run directory blocks the rerun
         if args.debug:
             raise
+        from blend_core.errors import ConfigError
+
+        if isinstance(exc, ConfigError) and exc.source is None and getattr(args, "config", None) is not None:
+            exc = ConfigError(exc.problems, str(args.config))  # a problem found after parsing: name the file too
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
