@@ -8,49 +8,121 @@ the hook API's versioning promise (``docs/plugins.md``).
 
 from __future__ import annotations
 
-from blend_core import __version__
-from blend_core.build import RunResult
-from blend_core.contracts import ContractError, check_output
-from blend_core.data import SPLITS, NeuralData, gaussian_smooth
-from blend_core.errors import BlendError, ConfigError, DataError, PluginError
-from blend_core.hookspecs import HOOK_API_VERSION, Subparsers, hookimpl
-from blend_core.io import atomic_write, write_json, write_text, write_yaml
-from blend_core.metrics import (
-    bits_per_spike,
-    classification_scores,
-    nlb_scores,
-    poisson_nll,
-    psth_r2,
-    velocity_r2,
-)
-from blend_core.model import BlendModel, FeatureDims, Inputs, ModelDims, ModelOutput
-from blend_core.plugins import load_plugins
-from blend_core.predict import write_npz
-from blend_core.registry import Component, Register, Registry
-from blend_core.task import DataSource, Task
-from blend_core.testing import (
-    BackboneCheckError,
-    backbone_cases,
-    check_backbone,
-    check_task,
-    installed_plugin,
-    plugin_registry,
-    run_blend,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "__version__",
+_EXPORTS: dict[str, str] = {
+    "__version__": "blend_core",
     # hooks and registration
-    "HOOK_API_VERSION", "hookimpl", "Register", "Registry", "Component", "Subparsers", "load_plugins",
+    "HOOK_API_VERSION": "blend_core.hookspecs",
+    "hookimpl": "blend_core.hookspecs",
+    "Register": "blend_core.registry",
+    "Registry": "blend_core.registry",
+    "Component": "blend_core.registry",
+    "Subparsers": "blend_core.hookspecs",
+    "load_plugins": "blend_core.plugins",
     # contracts
-    "ModelDims", "ModelOutput", "FeatureDims", "Inputs", "BlendModel", "NeuralData", "SPLITS",
-    "Task", "DataSource", "RunResult",
+    "ModelDims": "blend_core.model",
+    "ModelOutput": "blend_core.model",
+    "FeatureDims": "blend_core.model",
+    "Inputs": "blend_core.model",
+    "BlendModel": "blend_core.model",
+    "NeuralData": "blend_core.data",
+    "SPLITS": "blend_core.data",
+    "Task": "blend_core.task",
+    "DataSource": "blend_core.task",
+    "RunResult": "blend_core.build",
+    "fused_dims": "blend_core.model",
+    # configs, as blend reads them (for tests of example configs)
+    "read_yaml": "blend_core.config",
+    "apply_overrides": "blend_core.config",
+    "build_config": "blend_core.config",
+    "load_config": "blend_core.config",
     # errors
-    "BlendError", "ConfigError", "DataError", "PluginError", "ContractError",
+    "BlendError": "blend_core.errors",
+    "ConfigError": "blend_core.errors",
+    "DataError": "blend_core.errors",
+    "PluginError": "blend_core.errors",
+    "ContractError": "blend_core.contracts",
     # conformance kit and testing helpers
-    "check_backbone", "check_task", "check_output", "backbone_cases", "BackboneCheckError",
-    "installed_plugin", "plugin_registry", "run_blend",
+    "check_backbone": "blend_core.testing",
+    "check_task": "blend_core.testing",
+    "check_output": "blend_core.contracts",
+    "backbone_cases": "blend_core.testing",
+    "BackboneCheckError": "blend_core.testing",
+    "installed_plugin": "blend_core.testing",
+    "plugin_registry": "blend_core.testing",
+    "run_blend": "blend_core.testing",
     # helpers plugins share with the core
-    "atomic_write", "write_json", "write_text", "write_yaml", "write_npz", "gaussian_smooth",
-    "bits_per_spike", "poisson_nll", "velocity_r2", "psth_r2", "nlb_scores", "classification_scores",
-]
+    "atomic_write": "blend_core.io",
+    "write_json": "blend_core.io",
+    "write_text": "blend_core.io",
+    "write_yaml": "blend_core.io",
+    "write_npz": "blend_core.predict",
+    "gaussian_smooth": "blend_core.data",
+    "bits_per_spike": "blend_core.metrics",
+    "poisson_nll": "blend_core.metrics",
+    "velocity_r2": "blend_core.metrics",
+    "psth_r2": "blend_core.metrics",
+    "nlb_scores": "blend_core.metrics",
+    "classification_scores": "blend_core.metrics",
+    # built-in components a plugin may reuse inside its own (e.g. a backbone's privileged path)
+    "FeatureConfig": "blend_core.distillation",
+    "FeatureLoss": "blend_core.distillation",
+    "LinearConfig": "blend_core.encoders",
+    "MLPConfig": "blend_core.encoders",
+    "build_linear": "blend_core.encoders",
+    "build_mlp": "blend_core.encoders",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use: ``from blend_core.api import DataError`` in a
+    torch-free data module does not import torch."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'blend_core.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from blend_core import __version__
+    from blend_core.build import RunResult
+    from blend_core.config import apply_overrides, build_config, load_config, read_yaml
+    from blend_core.contracts import ContractError, check_output
+    from blend_core.data import SPLITS, NeuralData, gaussian_smooth
+    from blend_core.distillation import FeatureConfig, FeatureLoss
+    from blend_core.encoders import LinearConfig, MLPConfig, build_linear, build_mlp
+    from blend_core.errors import BlendError, ConfigError, DataError, PluginError
+    from blend_core.hookspecs import HOOK_API_VERSION, Subparsers, hookimpl
+    from blend_core.io import atomic_write, write_json, write_text, write_yaml
+    from blend_core.metrics import (
+        bits_per_spike,
+        classification_scores,
+        nlb_scores,
+        poisson_nll,
+        psth_r2,
+        velocity_r2,
+    )
+    from blend_core.model import BlendModel, FeatureDims, Inputs, ModelDims, ModelOutput, fused_dims
+    from blend_core.plugins import load_plugins
+    from blend_core.predict import write_npz
+    from blend_core.registry import Component, Register, Registry
+    from blend_core.task import DataSource, Task
+    from blend_core.testing import (
+        BackboneCheckError,
+        backbone_cases,
+        check_backbone,
+        check_task,
+        installed_plugin,
+        plugin_registry,
+        run_blend,
+    )

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from blend_core.cli import main
+from blend_core.api import run_blend as main
 
 pytestmark = pytest.mark.skipif(
     not any(ep.name == "spatial" for ep in entry_points(group="blend")),

@@ -9,7 +9,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from blend_core.errors import DataError
+from blend_core.api import DataError
 from blend_spatial.anndata_source import AnnDataConfig, AnnDataSource
 from blend_spatial.synthetic import SyntheticSpatialConfig, generate
 

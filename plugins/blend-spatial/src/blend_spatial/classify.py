@@ -48,7 +48,7 @@ def fit_predict(
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Top-1 accuracy, macro-F1 over ``labels``, confusion matrix (rows: true) and support, JSON-ready."""
     try:
-        from blend_core.metrics import classification_scores as core_scores
+        from blend_core.api import classification_scores as core_scores
     except ImportError:  # an older blend-core
         core_scores = None
     if core_scores is not None:

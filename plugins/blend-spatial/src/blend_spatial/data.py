@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from blend_core.errors import DataError
+from blend_core.api import DataError
 
 LABEL_SPLITS = ("train", "test")
 

@@ -29,7 +29,7 @@ import attrs
 import torch
 from torch import nn
 
-from blend_core.model import ModelDims, ModelOutput
+from blend_core.api import ModelDims, ModelOutput
 
 
 @attrs.frozen(kw_only=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from blend_core.errors import BlendError
+from blend_core.api import BlendError
 from blend_spatial.data import NeuronIdentityData
 
 LABEL_ROLE = "student"

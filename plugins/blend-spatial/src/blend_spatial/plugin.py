@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from blend_core.hookspecs import hookimpl
-from blend_core.registry import Register
+from blend_core.api import Register, hookimpl
 
 
 @hookimpl
