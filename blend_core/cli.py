@@ -49,6 +49,7 @@ def _parser(plugins) -> argparse.ArgumentParser:
     pred.add_argument("--data", help="data.path of the sessions to predict (default: the run's data)")
     pred.add_argument("--out", type=Path, help="output directory (default: RUN_DIR/predictions)")
     pred.add_argument("--overwrite", action="store_true")
+    _add_experiment_commands(sub)
     plugins.manager.hook.blend_add_commands(subparsers=sub)
     return p
 
@@ -125,6 +126,47 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     plugin_names=args.plugin)
     for path in paths:
         print(path)
+    return 0
+
+
+def _add_experiment_commands(sub) -> None:
+    """``blend sweep`` and ``blend report`` (docs/experiments.md)."""
+    sw = sub.add_parser("sweep", help="grid/random search over config keys on Ray Tune (the config's sweep: section)")
+    sw.add_argument("config", type=Path)
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="override a config key, e.g. sweep.num_samples=8 (repeatable)")
+    sw.add_argument("--out", type=Path, help="sweep directory (default: output.dir)")
+    sw.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
+    sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
+    sw.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else Ray on this machine)")
+    sw.set_defaults(handler=cmd_sweep)
+    rep = sub.add_parser("report", help="figures and an HTML page for a run, a --seeds run or a sweep")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
+    rep.set_defaults(handler=cmd_report)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from blend_core.config import apply_overrides, read_yaml
+    from blend_core.sweep import require_ray, run_sweep
+
+    require_ray()
+    _, plugins = _load(args, args.config)  # the base config and its sweep: section, validated
+    raw = apply_overrides(read_yaml(args.config), args.overrides)
+    result = run_sweep(raw, plugins, source=str(args.config), out_dir=args.out, overwrite=args.overwrite,
+                       resume=args.resume, address=args.address, plugin_names=args.plugin)
+    print(result.table)
+    print(f"\nresults: {result.dir / 'results.csv'}")
+    if result.best is not None:
+        print(f"best config: {result.best}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from blend_core.report import write_report
+
+    page = write_report(args.run_dir, out_dir=args.out)
+    print(page)
     return 0
 
 

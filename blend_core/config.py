@@ -344,8 +344,8 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
         raise ConfigError([f"expected a mapping of sections, got {type(raw).__name__}"], source)
     problems: list[str] = []
     for key in raw:
-        if key not in SECTIONS and key != "plugins":
-            problems.append(_unknown_key("", str(key), [*SECTIONS, "plugins"]))
+        if key not in SECTIONS and key not in ("plugins", "sweep"):
+            problems.append(_unknown_key("", str(key), [*SECTIONS, "plugins", "sweep"]))
     for key in ("data", "backbone"):
         if key not in raw:
             problems.append(f"{key}: required section missing")
@@ -371,6 +371,10 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
         problems.append(f"plugins: expected a list of plugin names, got {short_repr(plugins)}")
     if problems:
         raise ConfigError(problems, source)
+    if "sweep" in raw:  # `blend sweep`'s section (blend_core.sweep); `blend run` ignores it
+        from blend_core.sweep import parse_sweep
+
+        parse_sweep(raw, registry, source)
     return Config(
         data=data, task=task, backbone=backbone,
         privileged=PrivilegedConfig(encoder=encoder, fusion=fusion),

@@ -103,7 +103,11 @@ class FeatureLoss(nn.Module):
     def forward(self, student: ModelOutput, teacher: ModelOutput) -> torch.Tensor:
         total = student.log_rates.new_zeros((), dtype=torch.float32)
         for (s, t), proj in zip(self.pairs, self.projections):
-            total = total + F.mse_loss(proj(student.features[s]).float(), teacher.features[t].float())
+            hs, ht = proj(student.features[s]).float(), teacher.features[t].float()
+            if hs.shape != ht.shape:  # never broadcast: features of other layouts are not comparable
+                raise ValueError(f"student feature {s} has shape {tuple(student.features[s].shape)} and teacher "
+                                 f"feature {t} has shape {tuple(ht.shape)}; only the last (width) axis may differ")
+            total = total + F.mse_loss(hs, ht)
         return total
 
 

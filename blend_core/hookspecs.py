@@ -16,7 +16,7 @@ A registration is ``register(name, config_cls, factory, description="")``:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 
 PROJECT_NAME = "blend"
 
+#: The hook API's version: (major, minor). A minor bump adds hooks or optional members;
+#: a major bump renames, removes or changes the signature of a hook (see docs/plugins.md).
+HOOK_API_VERSION = (1, 0)
+
+
+class Subparsers(Protocol):
+    """What ``blend_add_commands`` receives: the ``blend`` command's subparsers."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """Add a subcommand; keyword arguments are ``argparse.ArgumentParser``'s (``help=...``)."""
+
+
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
@@ -40,7 +52,10 @@ def blend_add_data_sources(register: Register) -> None:
     A ``DataSource`` has ``load() -> data`` (a validated ``blend_core.data.NeuralData``
     or another task's data object whose class names its ``task``) and may define
     ``write_predictions(predictions, out_dir) -> list[Path]`` for ``blend predict``.
-    Called once when the registry is built; every implementation is called.
+    The built source must satisfy ``DataSource`` (checked when it is built).
+
+    Calling mode: once per command, when the registry is built; every implementation is called
+    (results are ignored); an exception is reported as that plugin's failure and the others load.
     """
 
 
@@ -49,7 +64,11 @@ def blend_add_tasks(register: Register) -> None:
     """Register tasks: ``factory(config, data, device) -> Task`` (see ``blend_core.task``).
 
     A task owns batching, input masking, the task loss and evaluation for one kind
-    of data; the trainer and the runner are shared by all tasks.
+    of data; the trainer and the runner are shared by all tasks. The built task must
+    satisfy ``Task`` (checked when it is built); it may declare ``refused_losses``.
+
+    Calling mode: once per command, when the registry is built; every implementation is called
+    (results are ignored); an exception is reported as that plugin's failure and the others load.
     """
 
 
@@ -59,7 +78,11 @@ def blend_add_backbones(register: Register) -> None:
 
     The module's ``forward(x, context=None, **extra)`` returns a
     ``blend_core.model.ModelOutput`` and it exposes ``feature_dims``.
-    Which inputs a backbone receives is defined by the task that uses it.
+    Which inputs a backbone receives is defined by the task that uses it. Every built
+    model is checked by a dry run on the task's data before training (``blend_core.contracts``).
+
+    Calling mode: once per command, when the registry is built; every implementation is called
+    (results are ignored); an exception is reported as that plugin's failure and the others load.
     """
 
 
@@ -68,6 +91,9 @@ def blend_add_encoders(register: Register) -> None:
     """Register privileged-feature encoders: ``factory(config, in_dim: int) -> nn.Module``.
 
     The module maps behavior ``(..., in_dim)`` to ``(..., out_dim)`` and exposes ``out_dim``.
+
+    Calling mode: once per command, when the registry is built; every implementation is called
+    (results are ignored); an exception is reported as that plugin's failure and the others load.
     """
 
 
@@ -77,6 +103,9 @@ def blend_add_distillation_losses(register: Register) -> None:
 
     The module's ``forward(student: ModelOutput, teacher: ModelOutput) -> Tensor``
     returns a scalar; its parameters (e.g. feature projections) train with the student.
+
+    Calling mode: once per command, when the registry is built; every implementation is called
+    (results are ignored); an exception is reported as that plugin's failure and the others load.
     """
 
 
@@ -87,15 +116,22 @@ def blend_run_finished(run: RunResult) -> None:
     Plugins may write extra outputs into ``run.out_dir`` (e.g. benchmark submission
     files) and may add or replace entries of ``run.metrics`` (e.g. with a benchmark's
     own scorer's values); ``metrics.json`` and the printed table are written after
-    this hook. Every implementation is called; exceptions abort the run.
+    this hook.
+
+    Calling mode: once per run (per seed with ``--seeds``), after scoring; every
+    implementation is called, in registration order; results are ignored; an exception
+    aborts the run.
     """
 
 
 @hookspec
-def blend_add_commands(subparsers: argparse._SubParsersAction) -> None:
+def blend_add_commands(subparsers: Subparsers) -> None:
     """Add ``blend`` subcommands: ``sp = subparsers.add_parser(name, help=...)``, then
     ``sp.set_defaults(handler=fn)`` with ``fn(args) -> int`` (the exit code). Raise
-    ``BlendError`` for bad input. Every implementation is called.
+    ``BlendError`` for bad input.
+
+    Calling mode: once per command, when the command line is parsed (also for
+    ``--help``); every implementation is called; results are ignored.
     """
 
 

@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "blend_core.builtin.encoders",
     "blend_core.builtin.losses",
     "blend_core.builtin.tracking",
+    "blend_core.builtin.report_data",
 )
 
 
@@ -47,10 +48,13 @@ class Plugins:
 
 
 def _entry_point_version(ep: EntryPoint) -> str:
+    """``"distribution version"`` of the package that declares ``ep`` (else of the module it names)."""
+    from blend_core.provenance import distribution_of
+
     dist = getattr(ep, "dist", None)
     if dist is None:
-        return "unknown"
-    return f"{dist.metadata['Name']}-{dist.version}"
+        return distribution_of(ep.value.split(":")[0]) or "unknown"
+    return f"{dist.metadata['Name']} {dist.version}"
 
 
 def load_plugins(
@@ -76,7 +80,7 @@ def load_plugins(
 
     for module in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module), name=module)
-        infos.append(PluginInfo(module, f"blend-core-{__version__}", True))
+        infos.append(PluginInfo(module, f"blend-core {__version__}", True))
 
     eps = list(entry_points(group=ENTRY_POINT_GROUP) if entry_points_ is None else entry_points_)
     wanted = list(extra)
@@ -103,7 +107,7 @@ def load_plugins(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin '{pm.get_name(exc.plugin) or exc.plugin}': {exc}") from None
-    registry = Registry()
+    registry = Registry(versions={info.name: info.version for info in infos})
     for kind, hook_name in KIND_HOOKS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             register = Register(kind, impl.plugin_name, registry)
