@@ -1,0 +1,421 @@
+"""``blend report``: PNG figures and one HTML page (opens from disk) for a run, a ``--seeds`` run or a sweep.
+
+Everything is read from the directory: ``metrics.json``, ``history.csv`` (or the
+histories kept in ``checkpoints/``), ``report-data.npz`` (written by
+``blend_core.builtin.report_data``), ``summary.json`` (``--seeds``),
+``results.csv`` and ``sweep.yaml`` (``blend sweep``), and the neuron-identity
+task's ``h5ad/`` outputs. A figure whose inputs are missing is left out with a
+note on the page saying why. matplotlib draws with the Agg backend: no display.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import yaml
+
+from blend_core.errors import BlendError
+
+INSTALL_HINT = "blend report needs matplotlib: pip install 'blend-core[report]' (or: pip install 'matplotlib>=3.7')"
+ROLE_ORDER = ("teacher", "student", "baseline", "control_teacher", "control_student")
+#: metrics of the teacher that are not comparable: it is given behavior as input
+TEACHER_SEES = ("vel R2",)
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        raise BlendError(INSTALL_HINT) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+class Page:
+    """The figures and notes of one report, written as PNGs beside ``index.html``."""
+
+    def __init__(self, out_dir: Path, title: str) -> None:
+        self.out_dir, self.title = out_dir, title
+        self.sections: list[tuple[str, str]] = []  # (heading, html)
+        self.figures: list[Path] = []
+
+    def figure(self, name: str, heading: str, draw: Callable[[Any], Any], caption: str = "") -> None:
+        """Draw one figure with ``draw(plt) -> fig``; a missing input (``Skip``) becomes a note."""
+        from blend_core.io import atomic_write
+
+        plt = _plt()
+        try:
+            fig = draw(plt)
+        except Skip as why:
+            self.note(heading, f"not drawn: {why}")
+            return
+        path = self.out_dir / f"{name}.png"
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+        plt.close(fig)
+        self.figures.append(path)
+        cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
+        self.sections.append((heading, f"<img src='{html.escape(path.name)}' alt='{html.escape(heading)}'>{cap}"))
+
+    def note(self, heading: str, text: str) -> None:
+        self.sections.append((heading, f"<p class='note'>{html.escape(text)}</p>"))
+
+    def table(self, heading: str, header: list[str], rows: list[list[Any]], caption: str = "") -> None:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+        cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
+        self.sections.append((heading, f"<table><tr>{head}</tr>{body}</table>{cap}"))
+
+    def write(self) -> Path:
+        from blend_core.io import write_text
+
+        style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+                 "img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
+                 "text-align:right}.note{color:#a60}.cap{color:#555;font-size:90%}")
+        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                 f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>"]
+        parts += [f"<h2>{html.escape(h)}</h2>{body}" for h, body in self.sections]
+        parts.append("</body></html>\n")
+        return write_text(self.out_dir / "index.html", "\n".join(parts))
+
+
+class Skip(Exception):
+    """A figure's inputs are not in the directory; the message says which."""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _roles(names) -> list[str]:
+    names = list(names)
+    return [r for r in ROLE_ORDER if r in names] + [r for r in names if r not in ROLE_ORDER]
+
+
+def _colors(roles: list[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {r: cmap(i % 10) for i, r in enumerate(_roles(roles))}
+
+
+# ------------------------------------------------------------------ inputs
+
+def read_history(run_dir: Path) -> dict[str, list[dict[str, float]]]:
+    """Per role, its validation epochs: ``history.csv``, else the histories kept in ``checkpoints/*.pt``."""
+    out: dict[str, list[dict[str, float]]] = {}
+    path = run_dir / "history.csv"
+    if path.exists():
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                out.setdefault(row["role"], []).append(
+                    {k: float(v) for k, v in row.items() if k != "role" and v not in ("", None)})
+    for ckpt in sorted((run_dir / "checkpoints").glob("*.pt")):
+        role = ckpt.stem
+        if role in out or role.endswith("-last"):
+            continue
+        import torch
+
+        history = torch.load(ckpt, map_location="cpu", weights_only=False).get("history") or []
+        if history:
+            out[role] = [{k: float(v) for k, v in h.items()} for h in history]
+    return out
+
+
+def _scalar_metrics(metrics: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
+    roles = _roles(metrics)
+    names: list[str] = []
+    for role in roles:
+        names += [k for k, v in metrics[role].items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in names]
+    return roles, names
+
+
+# ------------------------------------------------------------------ figures
+
+def draw_learning_curves(history: dict[str, list[dict[str, float]]]) -> Callable:
+    def draw(plt):
+        if not history:
+            raise Skip("no history.csv and no histories in checkpoints/")
+        colors = _colors(list(history))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharex=True)
+        for role in _roles(history):
+            rows = history[role]
+            epochs = [r["epoch"] for r in rows]
+            axes[0].plot(epochs, [r.get("train_loss", np.nan) for r in rows], color=colors[role], label=role)
+            axes[1].plot(epochs, [r.get("val_loss", np.nan) for r in rows], color=colors[role], label=role)
+        axes[0].set(title="train loss (each role's own objective)", xlabel="epoch")
+        axes[1].set(title="validation loss (task loss, comparable across roles)", xlabel="epoch")
+        axes[1].legend(frameon=False)
+        return fig
+    return draw
+
+
+def draw_metrics(means: dict[str, dict[str, float]], sds: dict[str, dict[str, float]] | None, n: int) -> Callable:
+    def draw(plt):
+        roles, names = _scalar_metrics(means)
+        if not names:
+            raise Skip("no scalar metrics")
+        colors = _colors(roles)
+        fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 1, 3.2), squeeze=False)
+        for ax, name in zip(axes[0], names):
+            shown = [r for r in roles if name in means[r]]
+            vals = [means[r][name] for r in shown]
+            err = [sds[r][name] for r in shown] if sds else None
+            ax.bar(range(len(shown)), vals, yerr=err, capsize=4, color=[colors[r] for r in shown])
+            ax.set_xticks(range(len(shown)), shown, rotation=45, ha="right")
+            ax.set_title(name)
+            ax.axhline(0, color="k", lw=0.5)
+            if "teacher" in shown and name in TEACHER_SEES:
+                ax.text(shown.index("teacher"), 0, "sees\nbehavior", ha="center", va="bottom", fontsize=7)
+        fig.suptitle(f"mean ± s.d. over {n} seeds" if sds else "one run")
+        fig.tight_layout()
+        return fig
+    return draw
+
+
+def _npz(run_dir: Path) -> dict[str, np.ndarray]:
+    path = run_dir / "report-data.npz"
+    if not path.exists():
+        raise Skip(f"{path.name} missing (runs from before blend wrote it, or a task without it)")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def draw_behavior(run_dir: Path) -> Callable:
+    def draw(plt):
+        z = _npz(run_dir)
+        if "behavior_true" not in z:
+            raise Skip("the data has no behavior to decode")
+        true, names = z["behavior_true"], [str(s) for s in z["behavior_names"]]
+        roles = [r for r in _roles(z["roles"]) if f"behavior_pred/{r}" in z]
+        colors = _colors(roles)
+        n_trials, n_dims = true.shape[0], true.shape[2]
+        fig, axes = plt.subplots(n_dims, n_trials, figsize=(2.6 * n_trials, 2 * n_dims), squeeze=False, sharey="row")
+        for j in range(n_trials):
+            for d in range(n_dims):
+                ax = axes[d, j]
+                ax.plot(true[j, :, d], color="k", lw=2, label="true")
+                for role in roles:
+                    ax.plot(z[f"behavior_pred/{role}"][j, :, d], color=colors[role], lw=1, label=role)
+                if d == 0:
+                    ax.set_title(f"test trial {int(z['behavior_trials'][j])}", fontsize=9)
+                if j == 0:
+                    ax.set_ylabel(names[d] if d < len(names) else f"dim {d}")
+        axes[0, -1].legend(frameon=False, fontsize=7)
+        fig.supxlabel("time bin")
+        fig.tight_layout()
+        return fig
+    return draw
+
+
+def draw_psth(run_dir: Path, role: str = "student") -> Callable:
+    def draw(plt):
+        z = _npz(run_dir)
+        if "psth_true" not in z or f"psth_pred/{role}" not in z:
+            raise Skip("the data has no condition PSTHs")
+        true, pred = z["psth_true"], z[f"psth_pred/{role}"]
+        n_cond, _, n_neurons = true.shape
+        conds = list(range(min(n_cond, 6)))
+        import matplotlib
+
+        cmap = matplotlib.colormaps["viridis"]
+        fig, axes = plt.subplots(1, n_neurons, figsize=(3 * n_neurons, 2.8), squeeze=False)
+        for k in range(n_neurons):
+            ax = axes[0, k]
+            for c in conds:
+                col = cmap(c / max(1, len(conds) - 1))
+                ax.plot(true[c, :, k], color=col, lw=2, alpha=0.5)
+                ax.plot(pred[c, :, k], color=col, lw=1, ls="--")
+            ax.set_title(f"neuron {int(z['psth_neurons'][k])}", fontsize=9)
+            ax.set_xlabel("time bin")
+        axes[0, 0].set_ylabel("rate (spikes/s)")
+        fig.suptitle(f"PSTHs on test trials, {len(conds)} conditions: true (thick) vs {role} (dashed)")
+        fig.tight_layout()
+        return fig
+    return draw
+
+
+def draw_latents(run_dir: Path) -> Callable:
+    def draw(plt):
+        z = _npz(run_dir)
+        if "latents_pca" not in z:
+            raise Skip("no student latents")
+        lat = z["latents_pca"]
+        cond = z["conditions"] if "conditions" in z else np.zeros(len(lat), dtype=int)
+        import matplotlib
+
+        cmap = matplotlib.colormaps["tab10"]
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        for c in np.unique(cond):
+            trials = lat[cond == c]
+            mean = trials.mean(0)
+            for t in trials[:8]:
+                ax.plot(t[:, 0], t[:, 1], color=cmap(int(c) % 10), lw=0.4, alpha=0.4)
+            ax.plot(mean[:, 0], mean[:, 1], color=cmap(int(c) % 10), lw=2, label=f"condition {int(c)}")
+            ax.plot(mean[0, 0], mean[0, 1], "o", color=cmap(int(c) % 10), ms=4)
+        ax.set(xlabel="PC 1", ylabel="PC 2", title="student latents on test trials (PCA)")
+        if len(np.unique(cond)) <= 10:
+            ax.legend(frameon=False, fontsize=7)
+        return fig
+    return draw
+
+
+def draw_confusion(metrics: dict[str, dict[str, Any]], role: str = "student") -> Callable:
+    def draw(plt):
+        keys = [k for k in metrics.get(role, {}) if k.startswith("confusion (")]
+        if not keys:
+            raise Skip("no confusion matrix in metrics.json")
+        fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.8), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            label = key[len("confusion ("):-1]
+            m = np.asarray(metrics[role][key], dtype=float)
+            classes = metrics[role].get(f"classes ({label})", list(range(len(m))))
+            norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+            for i in range(len(m)):
+                for j in range(len(m)):
+                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7)
+            ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
+            ax.set_yticks(range(len(classes)), classes, fontsize=7)
+            ax.set(xlabel="predicted", ylabel="true", title=f"{role}: {label}")
+        fig.tight_layout()
+        return fig
+    return draw
+
+
+def draw_umap(run_dir: Path) -> Callable:
+    def draw(plt):
+        import importlib.util
+
+        files = sorted((run_dir / "h5ad").glob("*.blend.h5ad"))
+        if not files:
+            raise Skip("no h5ad/*.blend.h5ad outputs")
+        if importlib.util.find_spec("scanpy") is None:
+            raise Skip("scanpy is not installed (pip install scanpy)")
+        import anndata as ad
+        import scanpy as sc
+
+        adata = ad.concat([ad.read_h5ad(f) for f in files], label="session", index_unique="-")
+        labels = [c[len("blend_"):] for c in adata.obs.columns
+                  if c.startswith("blend_") and c[len("blend_"):] in adata.obs.columns]
+        sc.pp.neighbors(adata, use_rep="X_blend", n_neighbors=min(15, adata.n_obs - 1))
+        sc.tl.umap(adata, random_state=0)
+        colour_by = labels or ["session"]
+        fig, axes = plt.subplots(1, len(colour_by), figsize=(4.5 * len(colour_by), 4), squeeze=False)
+        for ax, key in zip(axes[0], colour_by):
+            values = adata.obs[key].astype(str).to_numpy()
+            xy = adata.obsm["X_umap"]
+            for i, v in enumerate(sorted(set(values))):
+                sel = values == v
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=4, label=v, color=plt.get_cmap("tab10")(i % 10))
+            ax.set(title=f"student embedding (UMAP), true {key}", xticks=[], yticks=[])
+            ax.legend(frameon=False, fontsize=7, markerscale=2)
+        fig.tight_layout()
+        return fig
+    return draw
+
+
+def draw_sweep_key(rows: list[dict[str, Any]], key: str, metric: str) -> Callable:
+    def draw(plt):
+        done = [r for r in rows if r.get("status") == "finished" and isinstance(r.get(metric), float)]
+        if not done:
+            raise Skip(f"no finished trial with {metric}")
+        xs = [r[key] for r in done]
+        numeric = all(isinstance(x, float) for x in xs)
+        cats = sorted({str(x) for x in xs}) if not numeric else None
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        pos = xs if numeric else [cats.index(str(x)) for x in xs]
+        ax.scatter(pos, [r[metric] for r in done], color="C1")
+        if cats:
+            ax.set_xticks(range(len(cats)), cats)
+        elif key.endswith("lr") or key.endswith("weight_decay"):
+            ax.set_xscale("log")
+        ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key}")
+        return fig
+    return draw
+
+
+# ------------------------------------------------------------------ pages
+
+def report_run(page: Page, run_dir: Path, prefix: str = "") -> None:
+    """The figures of one run directory."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    roles, names = _scalar_metrics(metrics)
+    page.table(f"{prefix}metrics", ["", *names], [[r, *(metrics[r].get(n, "") for n in names)] for r in roles],
+               caption="the teacher is given behavior as input: its vel R2 is not comparable with the others'")
+    page.figure(f"{prefix}learning_curves", f"{prefix}learning curves", draw_learning_curves(read_history(run_dir)))
+    page.figure(f"{prefix}metrics", f"{prefix}metrics per role", draw_metrics(metrics, None, 1))
+    if any(k.startswith("confusion (") for k in metrics.get("student", {})):
+        page.figure(f"{prefix}confusion", f"{prefix}confusion matrix", draw_confusion(metrics))
+        page.figure(f"{prefix}umap", f"{prefix}embedding UMAP", draw_umap(run_dir))
+        return
+    page.figure(f"{prefix}behavior", f"{prefix}decoded vs true behavior", draw_behavior(run_dir),
+                "ridge decoder from each role's rates, fit on train/val trials, shown on test trials")
+    page.figure(f"{prefix}psth", f"{prefix}PSTHs", draw_psth(run_dir))
+    page.figure(f"{prefix}latents", f"{prefix}latent trajectories", draw_latents(run_dir))
+
+
+def report_seeds(page: Page, run_dir: Path) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    roles = [r for r in summary if isinstance(summary[r], dict)
+             and all(isinstance(v, dict) and "mean" in v and "sd" in v for v in summary[r].values())
+             and summary[r]]
+    means = {r: {n: v["mean"] for n, v in summary[r].items()} for r in roles}
+    sds = {r: {n: v["sd"] for n, v in summary[r].items()} for r in roles}
+    n = max((len(v.get("values", [])) for r in roles for v in summary[r].values()), default=0)
+    page.figure("metrics_seeds", "metrics per role over seeds", draw_metrics(means, sds, n))
+    seeds = sorted(p for p in run_dir.glob("seed-*") if (p / "metrics.json").exists())
+    if seeds:
+        report_run(page, seeds[0], prefix=f"{seeds[0].name}: ")
+
+
+def report_sweep(page: Page, sweep_dir: Path) -> None:
+    from blend_core.sweep import load_rows
+
+    rows = load_rows(sweep_dir)
+    section = (yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}).get("sweep", {})
+    metric = section.get("metric", "student/co-bps")
+    keys = list(section.get("params", {}))
+    page.table("trials", ["trial", "status", *keys, metric],
+               [[r.get("trial"), r.get("status"), *(r.get(k, "") for k in keys), r.get(metric, "")] for r in rows],
+               caption=f"every column of every trial is in {sweep_dir / 'results.csv'}")
+    for i, key in enumerate(keys):
+        page.figure(f"sweep_{i}", f"{metric} against {key}", draw_sweep_key(rows, key, metric))
+    done = [r for r in rows if r.get("status") == "finished" and isinstance(r.get(metric), float)]
+    if done:
+        mode = section.get("mode", "max")
+        best = (max if mode == "max" else min)(done, key=lambda r: r[metric])
+        report_run(page, sweep_dir / str(best["dir"]), prefix=f"best trial ({best['trial']}): ")
+
+
+def write_report(run_dir: Path, *, out_dir: Path | None = None) -> Path:
+    """Write ``OUT/index.html`` and its PNGs (``OUT`` defaults to ``RUN_DIR/report``); return the page."""
+    run_dir = Path(run_dir)
+    _plt()
+    if not run_dir.is_dir():
+        raise BlendError(f"{run_dir}: no such run directory")
+    out_dir = Path(out_dir or run_dir / "report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page = Page(out_dir, f"blend report: {run_dir.resolve().name}")
+    if (run_dir / "results.csv").exists() and (run_dir / "sweep.yaml").exists():
+        report_sweep(page, run_dir)
+    elif (run_dir / "summary.json").exists():
+        report_seeds(page, run_dir)
+    elif (run_dir / "metrics.json").exists():
+        report_run(page, run_dir)
+    else:
+        raise BlendError(f"{run_dir}: not a finished run, --seeds run or sweep "
+                         "(no metrics.json, summary.json or results.csv)")
+    return page.write()
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x)

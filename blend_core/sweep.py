@@ -1,0 +1,621 @@
+"""``blend sweep``: grid or random search over config keys, each trial a full BLEND run, on Ray Tune.
+
+The ``sweep:`` section of a config names the keys to vary (any dotted config key)
+and how (docs/experiments.md). The trial list is drawn here, reproducibly from
+``sweep.seed``, and handed to Ray Tune as a fixed list: Tune schedules the trials
+on the CPUs/GPUs of one machine or a cluster, stops bad ones early (ASHA, on the
+student's validation loss reported through the ``blend_epoch_end`` hook) and
+restores an interrupted sweep. Roles that do not depend on a trial's swept keys
+(the teacher when only ``distillation.*`` varies; the baseline when only
+``distillation.*`` or ``privileged.*`` vary) are trained once per distinct
+configuration, before the trials, and copied into every trial that uses them.
+
+A sweep directory holds ``sweep.yaml`` (the config as given), ``trials/<id>/``
+(one run directory per trial), ``shared/`` (the roles trained once),
+``results.csv`` (and ``results.parquet`` with pyarrow), ``best.yaml`` and
+``tune/`` (Ray Tune's own state, for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import itertools
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import yaml
+
+from blend_core.errors import BlendError, ConfigError
+from blend_core.hookspecs import hookimpl
+
+INSTALL_HINT = "blend sweep needs Ray Tune: pip install 'blend-core[sweep]' (or: pip install 'ray[tune]>=2.9')"
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
+#: config sections a role does not depend on: such a role is shared by trials that differ only there
+INDEPENDENT_OF = {
+    "teacher": ("distillation", "controls"),
+    "baseline": ("distillation", "privileged", "teacher", "controls"),
+}
+#: the role whose per-epoch validation loss Tune's scheduler sees (the one every trial trains itself)
+REPORTED_ROLE = "student"
+
+
+@attrs.frozen(kw_only=True)
+class Resources:
+    """What one trial (and one shared-role training) reserves from Ray."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class Param:
+    """One swept key: a list of values (a grid axis; a uniform choice under ``random``) or a distribution."""
+
+    key: str
+    kind: str  #: "values" or one of DISTRIBUTIONS
+    args: tuple[Any, ...]
+
+    def candidates(self) -> list[Any]:
+        """Values that must all give a valid config: every listed value, or a range's ends."""
+        if self.kind in ("values", "choice"):
+            return list(self.args)
+        if self.kind == "randint":
+            return [self.args[0], self.args[1] - 1]
+        return list(self.args)
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        if self.kind in ("values", "choice"):
+            return self.args[int(rng.integers(len(self.args)))]
+        lo, hi = self.args
+        if self.kind == "uniform":
+            return float(rng.uniform(lo, hi))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        return int(rng.integers(lo, hi))  # randint: hi excluded, as in numpy and Ray Tune
+
+
+@attrs.frozen(kw_only=True)
+class SweepConfig:
+    """The ``sweep:`` section (docs/experiments.md)."""
+
+    params: dict[str, Any]
+    method: Literal["grid", "random"] = "grid"
+    num_samples: int = 1  #: grid: repeats of the whole grid; random: number of trials
+    seed: int = 0  #: seeds the draws of distributions (and of lists under ``random``)
+    metric: str = "student/co-bps"  #: ROLE/METRIC column of results.csv that picks best.yaml
+    mode: Literal["max", "min"] = "max"
+    scheduler: Literal["asha", "none"] = "none"
+    grace_period: int = 1  #: ASHA: validations of the student before a trial may be stopped
+    reduction_factor: int = 3  #: ASHA: keep the best 1/reduction_factor at each rung
+    max_concurrent: int = 0  #: at most this many trials at once (0: as many as the resources allow)
+    resources: Resources = Resources()
+
+
+@attrs.frozen(kw_only=True)
+class SweepResult:
+    """What ``run_sweep`` produced: the directory, one row per trial, the exported best config."""
+
+    dir: Path
+    rows: list[dict[str, Any]]
+    best: Path | None
+    table: str
+
+
+@attrs.frozen(kw_only=True)
+class Sweep:
+    """A validated sweep: the base config (without ``sweep:``), its section, the swept keys."""
+
+    base: dict[str, Any]
+    config: SweepConfig
+    params: tuple[Param, ...]
+    source: str
+
+
+# ------------------------------------------------------------------ parsing and validation
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``raw`` with dotted ``key`` set to ``value`` (a copy); numeric parts index lists."""
+    out = copy.deepcopy(raw)
+    node: Any = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if not isinstance(node.get(part, {}), (dict, list)):
+                raise BlendError(f"sweep.params.{key}: {part} is not a section")
+            node = node.setdefault(part, {})
+        else:
+            raise BlendError(f"sweep.params.{key}: {part} is not a section")
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise BlendError(f"sweep.params.{key}: not a key of a section")
+    return out
+
+
+def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    for key, value in params.items():
+        base = set_key(base, key, value)
+    return base
+
+
+def _param(key: str, spec: Any, problems: list[str]) -> Param | None:
+    where = f"sweep.params.{key}"
+    if not isinstance(key, str) or not key or not all(key.split(".")):
+        problems.append(f"sweep.params: {key!r}: expected a dotted config key, e.g. train.lr")
+        return None
+    if isinstance(spec, list):
+        if not spec:
+            problems.append(f"{where}: expected a non-empty list of values")
+            return None
+        return Param(key=key, kind="values", args=tuple(spec))
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+        problems.append(f"{where}: expected a list of values or one of "
+                        f"{{{', '.join(f'{d}: [...]' for d in DISTRIBUTIONS)}}}, got {spec!r}")
+        return None
+    kind, args = next(iter(spec.items()))
+    if not isinstance(args, list) or not args:
+        problems.append(f"{where}.{kind}: expected a non-empty list, got {args!r}")
+        return None
+    if kind == "choice":
+        return Param(key=key, kind=kind, args=tuple(args))
+    numeric = all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    if len(args) != 2 or not numeric or not args[0] < args[1]:
+        problems.append(f"{where}.{kind}: expected [low, high] numbers with low < high, got {args!r}")
+        return None
+    if kind == "loguniform" and args[0] <= 0:
+        problems.append(f"{where}.loguniform: expected low > 0, got {args[0]!r}")
+        return None
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        problems.append(f"{where}.randint: expected integers, got {args!r}")
+        return None
+    return Param(key=key, kind=kind, args=tuple(args))
+
+
+def parse_sweep(raw: dict[str, Any], registry: Any, source: str = "config") -> Sweep:
+    """Validate the ``sweep:`` section of ``raw`` and every value it can give each key.
+
+    Each listed value (and each end of a range) is applied to the base config, which
+    is then validated like any config: a typo in a key or an out-of-range value fails
+    here, naming ``sweep.params.KEY=VALUE``, before Ray starts.
+    """
+    from blend_core.config import build_config, structure
+
+    if not isinstance(raw, dict) or "sweep" not in raw:
+        raise BlendError(f"{source}: no 'sweep:' section; see docs/experiments.md")
+    base = {k: v for k, v in raw.items() if k != "sweep"}
+    build_config(base, registry, source=source)  # the base config's own problems first
+    problems: list[str] = []
+    section = raw["sweep"]
+    if not isinstance(section, dict) or not section.get("params"):
+        raise ConfigError(["sweep.params: required: a mapping of dotted config keys to values"], source)
+    sweep = structure({**section, "params": {}}, SweepConfig, "sweep.", problems)
+    if not isinstance(section["params"], dict):
+        problems.append(f"sweep.params: expected a mapping of dotted keys, got {section['params']!r}")
+    params = [p for k, s in dict(section["params"]).items() for p in [_param(k, s, problems)] if p is not None] \
+        if isinstance(section["params"], dict) else []
+    if sweep is not None:
+        if sweep.num_samples < 1:
+            problems.append(f"sweep.num_samples: expected a positive int, got {sweep.num_samples}")
+        if sweep.grace_period < 1:
+            problems.append(f"sweep.grace_period: expected a positive int, got {sweep.grace_period}")
+        if sweep.reduction_factor < 2:
+            problems.append(f"sweep.reduction_factor: expected an int >= 2, got {sweep.reduction_factor}")
+        if sweep.max_concurrent < 0:
+            problems.append(f"sweep.max_concurrent: expected an int >= 0, got {sweep.max_concurrent}")
+        if sweep.resources.cpu <= 0 or sweep.resources.gpu < 0:
+            problems.append(f"sweep.resources: expected cpu > 0 and gpu >= 0, got {attrs.asdict(sweep.resources)}")
+    metric = section.get("metric", SweepConfig.__attrs_attrs__.metric.default)
+    if isinstance(metric, str) and not all(metric.partition("/")[::2]):
+        problems.append(f"sweep.metric: expected ROLE/METRIC, e.g. 'student/co-bps', got {metric!r}")
+    for p in params:
+        for value in p.candidates():
+            try:
+                build_config(set_key(base, p.key, value), registry)
+            except ConfigError as exc:
+                problems.extend(f"sweep.params.{p.key}={value!r}: {line}" for line in exc.problems)
+            except BlendError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems, source)
+    return Sweep(base=base, config=attrs.evolve(sweep, params=dict(section["params"])),
+                 params=tuple(params), source=source)
+
+
+def trial_params(sweep: Sweep) -> list[dict[str, Any]]:
+    """The overrides of every trial, in order: the grid (repeated ``num_samples`` times) or random draws."""
+    rng = np.random.default_rng(sweep.config.seed)
+    cfg = sweep.config
+    if cfg.method == "random":
+        return [{p.key: p.sample(rng) for p in sweep.params} for _ in range(cfg.num_samples)]
+    axes = [p for p in sweep.params if p.kind == "values"]
+    drawn = [p for p in sweep.params if p.kind != "values"]
+    out = []
+    for _ in range(cfg.num_samples):
+        for combo in itertools.product(*(p.args for p in axes)):
+            out.append({**dict(zip((p.key for p in axes), combo)), **{p.key: p.sample(rng) for p in drawn}})
+    return [{p.key: t[p.key] for p in sweep.params} for t in out]  # keys in the order given
+
+
+def share_key(raw: dict[str, Any], registry: Any, role: str) -> str:
+    """Names what ``role`` depends on in a trial's config: equal keys, one training."""
+    from blend_core.config import build_config, resolved_dict
+    from blend_core.runner import _results_relevant
+
+    resolved = _results_relevant(resolved_dict(build_config(raw, registry)))
+    relevant = {k: v for k, v in resolved.items() if k not in INDEPENDENT_OF[role]}
+    digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{role}-{digest}"
+
+
+# ------------------------------------------------------------------ inside Ray workers
+
+def _worker_plugins(context: dict[str, Any]):
+    from blend_core.plugins import load_plugins
+
+    os.chdir(context["cwd"])  # relative data paths mean what they meant where the sweep was started
+    return load_plugins(context["plugins"], autoload=context["autoload"])
+
+
+def _threads(config: Any, context: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_num_threads(config.train.threads or max(1, int(context["resources"]["cpu"])))
+
+
+def train_shared(context: dict[str, Any], role: str, params: dict[str, Any], shared_dir: str) -> str:
+    """Train ``role`` once for every trial that shares it (a Ray task); resumable like any role."""
+    from blend_core.build import build_task, load_data
+    from blend_core.config import build_config
+    from blend_core.runner import train_role
+    from blend_core.training import resolve_device
+
+    plugins = _worker_plugins(context)
+    config = build_config(apply_params(context["base"], params), plugins.registry, source=context["source"])
+    _threads(config, context)
+    device = resolve_device(config.train.device)
+    _, data = load_data(config, plugins.registry)
+    task = build_task(config, plugins.registry, data, device)
+    train_role(role, config, plugins.registry, task, device, Path(shared_dir), plugins=plugins)
+    return shared_dir
+
+
+class TuneReporter:
+    """A plugin object registered in each trial: the student's epochs go to Ray Tune (for ASHA)."""
+
+    def __init__(self, role: str = REPORTED_ROLE) -> None:
+        self.role = role
+
+    @hookimpl
+    def blend_epoch_end(self, run_dir: Path, role: str, record: dict[str, float]) -> None:
+        if role == self.role:
+            from ray import tune
+
+            tune.report({"val_loss": float(record["val_loss"]), "epoch": int(record["epoch"])})
+
+
+def _copy_shared(shared_dir: Path, trial_dir: Path, role: str) -> None:
+    """Put a shared role's finished checkpoint (and its history rows) into a trial's run directory."""
+    from blend_core.builtin.tracking import HISTORY, append_history
+    from blend_core.io import atomic_write
+
+    target = trial_dir / "checkpoints" / f"{role}.pt"
+    if target.exists():
+        return
+    history = shared_dir / HISTORY
+    if history.exists():
+        with history.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row["role"] == role:
+                    append_history(trial_dir, role, {k: float(v) for k, v in row.items()
+                                                     if k != "role" and v != ""})
+    atomic_write(target, lambda tmp: shutil.copyfile(shared_dir / "checkpoints" / f"{role}.pt", tmp))
+
+
+def run_trial(tune_config: dict[str, Any], context: dict[str, Any]) -> None:
+    """One trial (Ray Tune's function trainable): a full BLEND run in ``trials/<id>``, resumable."""
+    from blend_core.config import build_config
+    from blend_core.rundir import is_run_dir, write_marker
+    from blend_core.runner import run
+
+    trial = tune_config["trial"]
+    start = time.monotonic()
+    plugins = _worker_plugins(context)
+    plugins.manager.register(TuneReporter(), name="blend-sweep-tune-reporter")
+    sweep_dir = Path(context["sweep_dir"])
+    trial_dir = sweep_dir / "trials" / trial["id"]
+    raw = set_key(apply_params(context["base"], trial["params"]), "output.dir", str(trial_dir))
+    config = build_config(raw, plugins.registry, source=f"{context['source']} (trial {trial['id']})")
+    _threads(config, context)
+    if not is_run_dir(trial_dir):  # a fresh trial: blend's marker first, then the shared roles
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(trial_dir)
+    for role, name in trial["shared"].items():
+        _copy_shared(sweep_dir / "shared" / name, trial_dir, role)
+    run(config, plugins, out_dir=trial_dir, resume=True)
+    _write_trial_info(trial_dir, trial, seconds=time.monotonic() - start)
+
+
+def _write_trial_info(trial_dir: Path, trial: dict[str, Any], seconds: float) -> None:
+    from blend_core.io import write_json
+
+    write_json(trial_dir / "trial.json", {**trial, "seconds": seconds})
+
+
+# ------------------------------------------------------------------ the driver
+
+def require_ray() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.tune") is None:
+        raise BlendError(INSTALL_HINT)
+
+
+def _check_same_sweep(sweep_dir: Path, raw: dict[str, Any]) -> None:
+    saved = sweep_dir / "sweep.yaml"
+    if saved.exists() and yaml.safe_load(saved.read_text()) != json.loads(json.dumps(raw)):
+        raise BlendError(f"{saved}: config differs from the sweep being resumed; use a new --out")
+
+
+def plan(sweep: Sweep, registry: Any) -> list[dict[str, Any]]:
+    """Every trial: its id, its overrides, and the shared role trainings it uses."""
+    trials = []
+    for i, params in enumerate(trial_params(sweep)):
+        raw = apply_params(sweep.base, params)
+        shared = {role: share_key(raw, registry, role) for role in INDEPENDENT_OF}
+        trials.append({"id": f"trial-{i:03d}", "params": params, "shared": shared})
+    return trials
+
+
+def _ray_init(address: str | None) -> bool:
+    """Connect to ``address`` (or ``RAY_ADDRESS``), else start Ray on this machine; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False if address is None else None,
+             logging_level="WARNING", log_to_driver=False, configure_logging=False)
+    return True
+
+
+def _train_shared_roles(trials: list[dict[str, Any]], context: dict[str, Any], sweep_dir: Path) -> None:
+    import ray
+
+    res = context["resources"]
+    task = ray.remote(num_cpus=res["cpu"], num_gpus=res["gpu"], max_retries=0)(train_shared)
+    pending = {}
+    for trial in trials:
+        for role, name in trial["shared"].items():
+            shared_dir = sweep_dir / "shared" / name
+            if name not in pending and not (shared_dir / "checkpoints" / f"{role}.pt").exists():
+                pending[name] = task.remote(context, role, trial["params"], str(shared_dir))
+    try:
+        ray.get(list(pending.values()))
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), BlendError) else None
+        if cause is not None:
+            raise BlendError(str(cause)) from None
+        raise
+
+
+def run_sweep(
+    raw: dict[str, Any], plugins: Any, *, source: str, out_dir: Path | None = None, overwrite: bool = False,
+    resume: bool = False, address: str | None = None, plugin_names: list[str] = (),
+) -> SweepResult:
+    """Run (or resume) the sweep of config ``raw``; write results.csv and best.yaml; return the sweep dir."""
+    require_ray()
+    from blend_core.io import write_yaml
+    from blend_core.plugins import AUTOLOAD_ENV
+    from blend_core.runner import prepare_out_dir
+
+    sweep = parse_sweep(raw, plugins.registry, source)
+    sweep_dir = Path(out_dir or sweep.base.get("output", {}).get("dir", "runs/sweep")).resolve()
+    prepare_out_dir(sweep_dir, overwrite=overwrite, resume=resume)
+    if resume:
+        _check_same_sweep(sweep_dir, raw)
+    write_yaml(sweep_dir / "sweep.yaml", json.loads(json.dumps(raw)))
+    trials = plan(sweep, plugins.registry)
+    context = {
+        "base": sweep.base, "source": source, "cwd": os.getcwd(), "sweep_dir": str(sweep_dir),
+        "plugins": [*plugin_names, *sweep.base.get("plugins", [])],
+        "autoload": os.environ.get(AUTOLOAD_ENV, "") in ("", "0"),
+        "resources": attrs.asdict(sweep.config.resources),
+    }
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables off: the table is ours
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    started = _ray_init(address)
+    try:
+        _train_shared_roles(trials, context, sweep_dir)
+        grid = _tune(sweep, trials, context, sweep_dir, resume=resume)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    rows = collect(sweep, trials, sweep_dir, grid)
+    write_results(rows, sweep_dir)
+    if any(r["status"] in ("interrupted", "pending") for r in rows):
+        raise KeyboardInterrupt
+    best = write_best(sweep, rows, sweep_dir)
+    return SweepResult(dir=sweep_dir, rows=rows, best=best, table=format_results(rows, sweep))
+
+
+def _tune(sweep: Sweep, trials: list[dict[str, Any]], context: dict[str, Any], sweep_dir: Path, *,
+          resume: bool) -> dict[str, dict[str, Any]]:
+    """Run the trials on Ray Tune; per trial id, Tune's status and last reported values."""
+    from ray import tune
+
+    res = sweep.config.resources
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
+                                    {"cpu": res.cpu, "gpu": res.gpu})
+    path = sweep_dir / "tune"
+    if resume and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        scheduler = None
+        if sweep.config.scheduler == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            max_t = max(int(apply_params(sweep.base, t["params"]).get("train", {}).get("max_epochs", 200))
+                        for t in trials)
+            # max_t above the last report: ASHA stops a trial that reaches max_t, which would cut
+            # it off after the student's last epoch, before the baseline and the scores
+            scheduler = ASHAScheduler(metric="val_loss", mode="min", time_attr="training_iteration",
+                                      grace_period=sweep.config.grace_period, max_t=max_t + 1,
+                                      reduction_factor=sweep.config.reduction_factor)
+        tuner = tune.Tuner(
+            trainable, param_space={"trial": tune.grid_search(trials)},
+            tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=sweep.config.max_concurrent or None,
+                                        reuse_actors=True),
+            run_config=tune.RunConfig(storage_path=str(sweep_dir), name="tune", verbose=0),
+        )
+    results = tuner.fit()
+    out: dict[str, dict[str, Any]] = {}
+    finished = results.num_terminated + results.num_errors == len(results)
+    for result in results:
+        if not result.config:
+            continue
+        out[result.config["trial"]["id"]] = {
+            "error": str(result.error).strip().splitlines()[-1] if result.error else None,
+            "reports": int((result.metrics or {}).get("training_iteration", 0) or 0),
+            "val_loss": (result.metrics or {}).get("val_loss"),
+            "finished": finished,
+        }
+    return out
+
+
+# ------------------------------------------------------------------ results
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def collect(sweep: Sweep, trials: list[dict[str, Any]], sweep_dir: Path,
+            tune_state: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per trial: id, status, swept values, every numeric metric of every row of metrics.json."""
+    rows = []
+    for trial in trials:
+        trial_dir = sweep_dir / "trials" / trial["id"]
+        state = tune_state.get(trial["id"], {})
+        row: dict[str, Any] = {"trial": trial["id"]}
+        metrics_path = trial_dir / "metrics.json"
+        if metrics_path.exists():
+            row["status"] = "finished"
+        elif state.get("error"):
+            row["status"] = f"error: {state['error']}"
+        elif state.get("finished") and state.get("reports"):
+            row["status"] = "stopped early"
+        elif state.get("finished"):
+            row["status"] = "not run"
+        else:
+            row["status"] = "interrupted" if trial_dir.exists() else "pending"
+        row.update({k: v for k, v in trial["params"].items()})
+        info = trial_dir / "trial.json"
+        row["seconds"] = json.loads(info.read_text())["seconds"] if info.exists() else float("nan")
+        row["last val_loss"] = state.get("val_loss") if state.get("val_loss") is not None else float("nan")
+        if metrics_path.exists():
+            for role, values in json.loads(metrics_path.read_text()).items():
+                for name, value in values.items():
+                    if _numeric(value):
+                        row[f"{role}/{name}"] = float(value)
+        row["dir"] = str(Path("trials") / trial["id"])
+        rows.append(row)
+    return rows
+
+
+def write_results(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
+    """``results.csv`` (and ``results.parquet`` when pyarrow is installed), written atomically."""
+    from blend_core.io import atomic_write
+
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    paths = [atomic_write(sweep_dir / "results.csv", write_csv)]
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return paths
+    table = pa.table({c: [_cell(r.get(c)) for r in rows] for c in columns})
+    paths.append(atomic_write(sweep_dir / "results.parquet", lambda tmp: pq.write_table(table, tmp)))
+    return paths
+
+
+def _cell(value: Any) -> Any:
+    """Parquet columns need one type: swept values of mixed types become strings."""
+    return value if value is None or _numeric(value) else str(value)
+
+
+def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    scored = [r for r in rows if r["status"] == "finished" and _numeric(r.get(metric)) and math.isfinite(r[metric])]
+    if not scored:
+        return None
+    return (max if mode == "max" else min)(scored, key=lambda r: r[metric])
+
+
+def write_best(sweep: Sweep, rows: list[dict[str, Any]], sweep_dir: Path) -> Path | None:
+    """``best.yaml``: the config as given, with the best trial's values, runnable with ``blend run``."""
+    from blend_core.io import write_text
+
+    cfg = sweep.config
+    best = best_row(rows, cfg.metric, cfg.mode)
+    if best is None:
+        if any(r["status"] == "finished" for r in rows):
+            raise BlendError(f"sweep.metric: {cfg.metric!r} is not a column of {sweep_dir / 'results.csv'}; "
+                             "expected ROLE/METRIC as in its header")
+        return None
+    params = {p.key: best[p.key] for p in sweep.params}
+    raw = set_key(apply_params(sweep.base, params), "output.dir", str(sweep_dir / "best"))
+    header = (f"# best trial of the sweep in {sweep_dir}: {best['trial']}, "
+              f"{cfg.metric} = {best[cfg.metric]:.6g} ({cfg.mode})\n"
+              + "".join(f"# {k}: {json.dumps(v)}\n" for k, v in params.items()))
+    return write_text(sweep_dir / "best.yaml", header + yaml.safe_dump(json.loads(json.dumps(raw)), sort_keys=False))
+
+
+def format_results(rows: list[dict[str, Any]], sweep: Sweep) -> str:
+    """The trial table printed at the end: id, status, swept values, the sweep's metric."""
+    keys = [p.key for p in sweep.params]
+    columns = ["trial", *keys, sweep.config.metric, "status"]
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def load_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """``results.csv`` read back, numbers as floats."""
+    with (sweep_dir / "results.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, value in row.items():
+            try:
+                row[key] = float(value)
+            except (TypeError, ValueError):
+                pass
+    return rows
