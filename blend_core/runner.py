@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import attrs
-import numpy as np
 import torch
 
 from blend_core.build import RunResult, build_task, load_data
@@ -19,6 +18,7 @@ from blend_core.io import load_checkpoint, save_torch, write_json, write_yaml
 from blend_core.model import BlendModel
 from blend_core.plugins import Plugins
 from blend_core.registry import Registry
+from blend_core.stats import format_summary, format_table, summarize  # format_*: the CLI's tables
 from blend_core.rundir import check_resumable, prepare_out_dir, release_lock
 from blend_core.task import Task
 from blend_core.training import FitResult, fit, resolve_device
@@ -214,8 +214,9 @@ def run_seeds(
     """Repeat a run over ``seeds`` consecutive training seeds on the same data.
 
     Each seed gets ``OUT/seed-N``; ``OUT/summary.json`` holds, per role and metric,
-    the mean, the standard deviation and the per-seed values, and the student-minus-
-    baseline gap per seed, so that an effect is shown with its spread. ``at_once``
+    the mean, the standard deviation and the per-seed values, and the paired differences
+    (student - baseline, and with the control student - control_student) with their 95%
+    t-intervals (``blend_core.stats.summarize``), so that an effect is shown with its spread. ``at_once``
     trains each role for all seeds together (``blend_core.multi``): faster on a GPU.
     """
     out_dir = Path(out_dir or config.output.dir)
@@ -258,44 +259,6 @@ def _run_at_once(
     ]
 
 
-def summarize(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for role in per_seed[0]:
-        out[role] = {}
-        for name, value in per_seed[0][role].items():
-            if not isinstance(value, (int, float)):
-                continue
-            values = np.array([m[role][name] for m in per_seed], dtype=float)
-            out[role][name] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                               "values": values.tolist()}
-    if "student" in out and "baseline" in out:
-        out["student - baseline"] = {
-            name: {"mean": float(np.mean(g)), "values": g}
-            for name in out["student"]
-            for g in [[s - b for s, b in zip(out["student"][name]["values"], out["baseline"][name]["values"])]]
-        }
-    return out
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """Mean ± sd over seeds, roles as rows."""
-    roles = [r for r in summary if r != "student - baseline"]
-    names = list(summary[roles[0]])
-    width = max(len(r) for r in summary) + 2
-    cols = [max(18, len(n) + 2) for n in names]
-    lines = [" " * width + "".join(f"{n:>{c}}" for n, c in zip(names, cols))]
-    for role in roles:
-        cells = "".join(
-            f"{summary[role][n]['mean']:>{c - 8}.4f} ± {summary[role][n]['sd']:<5.3f}" for n, c in zip(names, cols)
-        )
-        lines.append(f"{role:<{width}}{cells}")
-    gap = summary.get("student - baseline")
-    if gap:
-        lines.append(f"{'student - baseline':<{width}}"
-                     + "".join(f"{gap[n]['mean']:>+{c - 8}.4f}        " for n, c in zip(names, cols)))
-    return "\n".join(lines)
-
-
 def _attach_log(path: Path) -> None:
     for handler in list(log.handlers):
         if isinstance(handler, logging.FileHandler):
@@ -305,16 +268,3 @@ def _attach_log(path: Path) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-
-
-def format_table(metrics: dict[str, dict[str, Any]]) -> str:
-    """Scalar metrics as a text table, roles as rows."""
-    roles = list(metrics)
-    names = [k for k, v in metrics[roles[0]].items() if isinstance(v, (int, float))]
-    width = max(len(r) for r in roles) + 2
-    cols = [max(12, len(n) + 2) for n in names]
-    lines = [" " * width + "".join(f"{n:>{c}}" for n, c in zip(names, cols))]
-    for role in roles:
-        cells = "".join(f"{metrics[role].get(n, float('nan')):>{c}.4f}" for n, c in zip(names, cols))
-        lines.append(f"{role:<{width}}{cells}")
-    return "\n".join(lines)
