@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "psth_r2": "blend_core.metrics",
     "nlb_scores": "blend_core.metrics",
     "classification_scores": "blend_core.metrics",
+    "score_rates": "blend_core.neural_task",
     # built-in components a plugin may reuse inside its own (e.g. a backbone's privileged path)
     "FeatureConfig": "blend_core.distillation",
     "FeatureLoss": "blend_core.distillation",
@@ -112,6 +113,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         psth_r2,
         velocity_r2,
     )
+    from blend_core.neural_task import score_rates
     from blend_core.model import BlendModel, FeatureDims, Inputs, ModelDims, ModelOutput, fused_dims
     from blend_core.plugins import load_plugins
     from blend_core.predict import write_npz
