@@ -75,11 +75,11 @@ def load_checkpoint(path: str | Path, device: Any = "cpu", required: tuple[str, 
         state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise BlendError(f"{path}: checkpoint not found") from None
-    except pickle.UnpicklingError as exc:  # weights_only refused an object: not data blend writes
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        if "Weights only load failed" in str(exc) or "Unsupported" in str(exc):
-            reason = "holds objects other than tensors and plain data; refusing to unpickle it"
-        raise BlendError(f"{path}: not a blend checkpoint ({reason[:120]})") from None
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc) or "nsupported class" in str(exc):  # weights_only refused an object: not data
+            raise BlendError(f"{path}: not a blend checkpoint (holds objects other than tensors and plain "
+                             "data; refusing to unpickle it)") from None
+        raise BlendError(f"{path}: not a readable checkpoint (corrupt, truncated, empty or not a torch file)") from None
     except Exception:  # truncated, empty or not a torch file at all
         raise BlendError(f"{path}: not a readable checkpoint (corrupt, truncated, empty or not a torch file)") from None
     if not isinstance(state, dict) or any(key not in state for key in required):
