@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import html
 import json
-import math
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,7 +57,7 @@ class Page:
         except Skip as why:
             self.note(heading, f"not drawn: {why}")
             return
-        path = self.out_dir / f"{name}.png"
+        path = self.out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_')}.png"
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
         plt.close(fig)
         self.figures.append(path)
@@ -92,6 +92,12 @@ class Skip(Exception):
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _ci(d: dict[str, Any]) -> str:
+    if "ci_low" not in d:
+        return _fmt(d.get("mean", ""))
+    return f"{d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
 
 
 def _roles(names) -> list[str]:
@@ -365,9 +371,14 @@ def report_run(page: Page, run_dir: Path, prefix: str = "") -> None:
 
 def report_seeds(page: Page, run_dir: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
-    roles = [r for r in summary if isinstance(summary[r], dict)
-             and all(isinstance(v, dict) and "mean" in v and "sd" in v for v in summary[r].values())
-             and summary[r]]
+    roles = [r for r in summary if " - " not in r and isinstance(summary[r], dict) and summary[r]
+             and all(isinstance(v, dict) and "mean" in v and "sd" in v for v in summary[r].values())]
+    diffs = [d for d in summary if " - " in d and isinstance(summary[d], dict)]
+    if diffs:
+        names = [n for n in summary[diffs[0]]]
+        page.table("paired differences over seeds", ["", *names],
+                   [[d, *(_ci(summary[d].get(n, {})) for n in names)] for d in diffs],
+                   caption="mean [t-based 95% CI] of the per-seed difference")
     means = {r: {n: v["mean"] for n, v in summary[r].items()} for r in roles}
     sds = {r: {n: v["sd"] for n, v in summary[r].items()} for r in roles}
     n = max((len(v.get("values", [])) for r in roles for v in summary[r].values()), default=0)
@@ -415,7 +426,3 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None) -> Path:
         raise BlendError(f"{run_dir}: not a finished run, --seeds run or sweep "
                          "(no metrics.json, summary.json or results.csv)")
     return page.write()
-
-
-def _finite(x: float) -> bool:
-    return isinstance(x, float) and math.isfinite(x)

@@ -46,6 +46,8 @@ INDEPENDENT_OF = {
 }
 #: the role whose per-epoch validation loss Tune's scheduler sees (the one every trial trains itself)
 REPORTED_ROLE = "student"
+#: the key whose values are seeds: with it swept, results are also summarised over seeds
+SEED_KEY = "train.seed"
 
 
 @attrs.frozen(kw_only=True)
@@ -448,6 +450,8 @@ def run_sweep(
             ray.shutdown()
     rows = collect(sweep, trials, sweep_dir, grid)
     write_results(rows, sweep_dir)
+    if SEED_KEY in (p.key for p in sweep.params):
+        write_results(seed_summary(rows, sweep), sweep_dir, "summary")
     if any(r["status"] in ("interrupted", "pending") for r in rows):
         raise KeyboardInterrupt
     best = write_best(sweep, rows, sweep_dir)
@@ -537,8 +541,8 @@ def collect(sweep: Sweep, trials: list[dict[str, Any]], sweep_dir: Path,
     return rows
 
 
-def write_results(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
-    """``results.csv`` (and ``results.parquet`` when pyarrow is installed), written atomically."""
+def write_results(rows: list[dict[str, Any]], sweep_dir: Path, name: str = "results") -> list[Path]:
+    """``NAME.csv`` (and ``NAME.parquet`` when pyarrow is installed), written atomically."""
     from blend_core.io import atomic_write
 
     columns: list[str] = []
@@ -551,20 +555,54 @@ def write_results(rows: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
             writer.writeheader()
             writer.writerows(rows)
 
-    paths = [atomic_write(sweep_dir / "results.csv", write_csv)]
+    paths = [atomic_write(sweep_dir / f"{name}.csv", write_csv)]
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         return paths
     table = pa.table({c: [_cell(r.get(c)) for r in rows] for c in columns})
-    paths.append(atomic_write(sweep_dir / "results.parquet", lambda tmp: pq.write_table(table, tmp)))
+    paths.append(atomic_write(sweep_dir / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp)))
     return paths
 
 
 def _cell(value: Any) -> Any:
     """Parquet columns need one type: swept values of mixed types become strings."""
     return value if value is None or _numeric(value) else str(value)
+
+
+def seed_summary(rows: list[dict[str, Any]], sweep: Sweep) -> list[dict[str, Any]]:
+    """With ``train.seed`` swept: one row per configuration of the other keys, over its finished seeds.
+
+    Each ``ROLE/METRIC`` column becomes ``... mean`` and ``... sd``; each paired comparison of
+    ``blend_core.stats.COMPARISONS`` whose roles are present (``student - baseline``, ...) gets
+    its mean and t-based 95% CI over seeds (``A - B/METRIC mean``, ``... ci_low``, ``... ci_high``).
+    """
+    from blend_core.stats import COMPARISONS, describe, difference_name, paired_difference
+
+    keys = [p.key for p in sweep.params if p.key != SEED_KEY]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps([row[k] for k in keys]), []).append(row)
+    out = []
+    for members in groups.values():
+        done = sorted((r for r in members if r["status"] == "finished"), key=lambda r: r[SEED_KEY])
+        summary: dict[str, Any] = {"trial": " ".join(r["trial"] for r in members),
+                                   **{k: members[0][k] for k in keys}, "seeds": len(members), "finished": len(done)}
+        columns = [c for c in (done[0] if done else {}) if "/" in c and all(_numeric(r.get(c)) for r in done)]
+        for col in columns:
+            d = describe([r[col] for r in done])
+            summary[f"{col} mean"], summary[f"{col} sd"] = d["mean"], d["sd"]
+        for a, b in COMPARISONS:
+            for col in columns:
+                role, name = col.split("/", 1)
+                if role == a and f"{b}/{name}" in columns:
+                    diff = paired_difference([r[col] for r in done], [r[f"{b}/{name}"] for r in done])
+                    for stat in ("mean", "ci_low", "ci_high"):
+                        summary[f"{difference_name(a, b)}/{name} {stat}"] = diff[stat]
+        summary["status"] = "finished" if done else "no finished seed"
+        out.append(summary)
+    return out
 
 
 def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
@@ -579,16 +617,25 @@ def write_best(sweep: Sweep, rows: list[dict[str, Any]], sweep_dir: Path) -> Pat
     from blend_core.io import write_text
 
     cfg = sweep.config
-    best = best_row(rows, cfg.metric, cfg.mode)
+    keys = [p.key for p in sweep.params]
+    over_seeds = SEED_KEY in keys
+    if over_seeds:  # the best configuration by its mean over seeds; the seed stays the base config's
+        keys.remove(SEED_KEY)
+        groups = [g for g in seed_summary(rows, sweep) if g["finished"] == g["seeds"]]
+        best = best_row(groups, f"{cfg.metric} mean", cfg.mode)
+    else:
+        best = best_row(rows, cfg.metric, cfg.mode)
     if best is None:
         if any(r["status"] == "finished" for r in rows):
             raise BlendError(f"sweep.metric: {cfg.metric!r} is not a column of {sweep_dir / 'results.csv'}; "
                              "expected ROLE/METRIC as in its header")
         return None
-    params = {p.key: best[p.key] for p in sweep.params}
+    params = {k: best[k] for k in keys}
     raw = set_key(apply_params(sweep.base, params), "output.dir", str(sweep_dir / "best"))
-    header = (f"# best trial of the sweep in {sweep_dir}: {best['trial']}, "
-              f"{cfg.metric} = {best[cfg.metric]:.6g} ({cfg.mode})\n"
+    score = (f"{cfg.metric} = {best[f'{cfg.metric} mean']:.6g} ± {best[f'{cfg.metric} sd']:.3g} (mean ± s.d. over "
+             f"{best['seeds']} seeds, {cfg.mode})" if over_seeds else f"{cfg.metric} = {best[cfg.metric]:.6g} ({cfg.mode})")
+    header = (f"# best {'configuration' if over_seeds else 'trial'} of the sweep in {sweep_dir}: {best['trial']}, "
+              f"{score}\n"
               + "".join(f"# {k}: {json.dumps(v)}\n" for k, v in params.items()))
     return write_text(sweep_dir / "best.yaml", header + yaml.safe_dump(json.loads(json.dumps(raw)), sort_keys=False))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -62,7 +61,8 @@ def test_report_of_seeds_has_error_bars_and_a_seed_run(tmp_path, tiny_raw, capsy
     out = _run(tmp_path, tiny_raw, "--seeds", "2")
     assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
     page = tmp_path / "rep" / "index.html"
-    check_page(page, {"metrics_seeds", *(f"seed-0: {n}" for n in RUN_FIGURES)})
+    check_page(page, {"metrics_seeds", *(f"seed-0_{n}" for n in RUN_FIGURES)})
+    assert "paired differences over seeds" in page.read_text() and "student - baseline" in page.read_text()
 
 
 def test_a_missing_input_is_a_note_not_a_failure(tmp_path, tiny_raw, capsys):

@@ -218,3 +218,30 @@ def test_best_config_is_runnable(resumed_sweep, capsys):
     assert saved["distillation"]["type"] == best["distillation.type"]
     assert main(["validate", str(out / "best.yaml")]) == 0
     assert "ok" in capsys.readouterr().out
+
+
+def test_seeds_in_a_sweep_are_summarised_and_pick_the_best_configuration(tiny_raw, builtin_plugins, tmp_path):
+    from blend_core.sweep import seed_summary, write_best
+
+    raw = sweep_raw(tiny_raw)
+    raw["sweep"]["params"] = {"distillation.alpha": [0.3, 0.7], "train.seed": [0, 1, 2]}
+    raw["sweep"]["metric"] = "student/co-bps"
+    sweep = parse_sweep(raw, builtin_plugins.registry)
+    trials = plan(sweep, builtin_plugins.registry)
+    rows = []
+    for i, t in enumerate(trials):  # alpha 0.7 is better on average, though alpha 0.3 has the best single trial
+        alpha, seed = t["params"]["distillation.alpha"], t["params"]["train.seed"]
+        student = {0.3: [0.5, 0.0, 0.0], 0.7: [0.2, 0.3, 0.25]}[alpha][seed]
+        rows.append({"trial": t["id"], "status": "finished", **t["params"],
+                     "student/co-bps": student, "baseline/co-bps": 0.1 * seed})
+    groups = seed_summary(rows, sweep)
+    assert [g["distillation.alpha"] for g in groups] == [0.3, 0.7] and all(g["seeds"] == 3 for g in groups)
+    g = groups[1]
+    assert g["student/co-bps mean"] == pytest.approx(0.25) and g["student/co-bps sd"] == pytest.approx(0.05)
+    diffs = [0.2, 0.2, 0.05]  # student - baseline per seed
+    assert g["student - baseline/co-bps mean"] == pytest.approx(sum(diffs) / 3)
+    assert g["student - baseline/co-bps ci_low"] < g["student - baseline/co-bps mean"] < g["student - baseline/co-bps ci_high"]
+    path = write_best(sweep, rows, tmp_path)
+    saved = yaml.safe_load(path.read_text())
+    assert saved["distillation"]["alpha"] == 0.7 and "seed" not in saved["train"]
+    assert "mean ± s.d. over 3 seeds" in path.read_text().splitlines()[0]
