@@ -109,3 +109,14 @@ def test_plugins_command_and_help_show_a_conflict_that_other_commands_refuse(
     assert api.run_blend(["validate", str(tiny_config_file)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {line}; ") and err.count("\n") == 1
+
+
+def test_static_imports_of_the_api_match_its_lazy_table():
+    """Type checkers read the TYPE_CHECKING imports; they must list exactly the exported names."""
+    import ast
+
+    tree = ast.parse((ROOT / "blend_core" / "api.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    static = {(node.module, a.name) for node in ast.walk(block) if isinstance(node, ast.ImportFrom)
+              for a in node.names}
+    assert static == set(zip(api._EXPORTS.values(), api._EXPORTS))
