@@ -6,10 +6,6 @@ import difflib
 import json
 import math
 import re
-import math
-import re
-import math
-import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -24,15 +20,11 @@ from cattrs.errors import (
 )
 
 import blend_core.validators as v
-import blend_core.validators as v
-import blend_core.validators as v
 from blend_core.errors import BlendError, ConfigError
 from blend_core.registry import Registry
 from blend_core.validators import FieldError, short_repr
-from blend_core.validators import FieldError, short_repr
-from blend_core.validators import FieldError, short_repr
 
-SECTIONS = ("data", "task", "backbone", "privileged", "distillation", "train", "output", "controls")
+SECTIONS = ("data", "task", "backbone", "teacher", "privileged", "distillation", "train", "output", "controls")
 
 
 @attrs.frozen(kw_only=True)
@@ -44,6 +36,11 @@ class TrainConfig:
     lr: float = attrs.field(default=1e-3, validator=v.positive_finite())
     weight_decay: float = attrs.field(default=5e-5, validator=v.non_negative_finite())
     warmup_steps: int = attrs.field(default=100, validator=v.NON_NEGATIVE)
+    #: optimizer steps of cosine decay after warm-up, then the lr stays at final_lr_ratio * lr;
+    #: None: decay over the rest of max_epochs (a short budget then decays before learning starts)
+    decay_steps: int | None = attrs.field(default=None, validator=attrs.validators.optional(v.POSITIVE_INT))
+    final_lr_ratio: float = attrs.field(default=0.0, validator=v.in_range(0.0, 1.0))  #: lr floor after decay, as a fraction of lr
+    min_epochs: int = attrs.field(default=0, validator=v.NON_NEGATIVE)  #: early stopping cannot fire before this many epochs
     grad_clip: float = attrs.field(default=200.0, validator=v.non_negative_finite())  #: 0: no clipping
     patience: int = attrs.field(default=50, validator=v.NON_NEGATIVE)
     eval_every: int = attrs.field(default=1, validator=v.POSITIVE_INT)
@@ -65,9 +62,14 @@ class OutputConfig:
 
 @attrs.frozen(kw_only=True)
 class Selected:
-    """A component chosen by ``type:`` and its typed options."""
+    """A component chosen by ``type:`` and its typed options.
 
-    type: str
+    ``type`` is None only for a ``task:`` section without ``type:``: the task is the
+    one the data implies, and ``options`` stays the raw mapping until the data is loaded
+    (``blend_core.build.resolve_task``).
+    """
+
+    type: str | None
     options: Any
 
 
@@ -97,7 +99,9 @@ class DistillationConfig:
 class Config:
     data: Selected
     task: Selected | None
-    backbone: Selected
+    backbone: Selected  #: the student's and the baseline's backbone (and the teacher's, without ``teacher:``)
+    #: the teacher's backbone when it differs (a mixed pair), from the ``teacher:`` section
+    teacher: Selected | None = None
     privileged: PrivilegedConfig
     distillation: DistillationConfig
     train: TrainConfig
@@ -208,36 +212,6 @@ def _invalid_value(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
-_ATTRS_MESSAGE = re.compile(r"^'(\w+)' (must be .*?)(?:: (.*))?$", re.DOTALL)
-
-
-def _invalid_value(exc: BaseException) -> tuple[str, str] | None:
-    """``(key, problem)`` for a validator's error: ours (FieldError) or attrs' own (``'x' must be > 0: 0``)."""
-    if isinstance(exc, FieldError):
-        return exc.field, exc.message
-    if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], str):
-        match = _ATTRS_MESSAGE.match(exc.args[0])
-        if match:
-            key, rule, got = match.groups()
-            return key, rule if got is None else f"{rule}, got {got[:60]}"
-    return None
-
-
-_ATTRS_MESSAGE = re.compile(r"^'(\w+)' (must be .*?)(?:: (.*))?$", re.DOTALL)
-
-
-def _invalid_value(exc: BaseException) -> tuple[str, str] | None:
-    """``(key, problem)`` for a validator's error: ours (FieldError) or attrs' own (``'x' must be > 0: 0``)."""
-    if isinstance(exc, FieldError):
-        return exc.field, exc.message
-    if isinstance(exc, ValueError) and exc.args and isinstance(exc.args[0], str):
-        match = _ATTRS_MESSAGE.match(exc.args[0])
-        if match:
-            key, rule, got = match.groups()
-            return key, rule if got is None else f"{rule}, got {got[:60]}"
-    return None
-
-
 def structure(data: Any, cls: type, path: str, problems: list[str]) -> Any:
     """Structure ``data`` into ``cls``, appending ``path``-prefixed problems on failure."""
     if data is None:
@@ -313,16 +287,37 @@ def _distillation(raw: Any, registry: Registry, problems: list[str]) -> Distilla
         if not math.isfinite(weight) or weight < 0:
             problems.append(f"{path}.weight: must be a finite number >= 0, got {short_repr(weight)}")
             continue
-        if not math.isfinite(weight) or weight < 0:
-            problems.append(f"{path}.weight: must be a finite number >= 0, got {short_repr(weight)}")
-            continue
-        if not math.isfinite(weight) or weight < 0:
-            problems.append(f"{path}.weight: must be a finite number >= 0, got {short_repr(weight)}")
-            continue
         chosen = _select(item, path, "distillation loss", registry, problems, ("weight",))
         if chosen is not None:
             losses.append(WeightedLoss(loss=chosen, weight=float(weight)))
     return DistillationConfig(alpha=float(alpha), losses=tuple(losses))
+
+
+def _task(raw: Any, registry: Registry, problems: list[str]) -> Selected | None:
+    """``task:`` with ``type:`` picks a task; without it, its keys configure the task the data implies."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and "type" not in raw:
+        return Selected(type=None, options=dict(raw))
+    return _select(raw, "task", "task", registry, problems)
+
+
+def _teacher(raw: Any, backbone: Any, registry: Registry, problems: list[str]) -> Selected | None:
+    """The ``teacher:`` section: keys that override ``backbone:`` for the teacher only.
+
+    Without ``type:`` (or with the backbone's type) the keys are merged over the
+    backbone's; with another ``type:`` the teacher is that backbone, configured by
+    this section's keys alone (the other type's keys would not apply).
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"teacher: expected a mapping of backbone keys, got {raw!r}")
+        return None
+    base = backbone if isinstance(backbone, dict) else {}
+    if raw.get("type", base.get("type")) == base.get("type"):
+        raw = {**base, **raw}
+    return _select(raw, "teacher", "backbone", registry, problems)
 
 
 #: control experiments a run can add (``controls: [self]``; see ``blend_core.controls``)
@@ -350,13 +345,12 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
         if key not in raw:
             problems.append(f"{key}: required section missing")
     data = _select(raw["data"], "data", "data source", registry, problems) if "data" in raw else None
-    task = (
-        _select(raw["task"], "task", "task", registry, problems) if raw.get("task") is not None else None
-    )
+    task = _task(raw.get("task"), registry, problems)
     backbone = (
         _select(raw["backbone"], "backbone", "backbone", registry, problems)
         if "backbone" in raw else None
     )
+    teacher = _teacher(raw.get("teacher"), raw.get("backbone"), registry, problems)
     praw = raw.get("privileged", DEFAULTS["privileged"])
     encoder = _select(praw, "privileged", "encoder", registry, problems, ("fusion",))
     fusion = praw.get("fusion", "concat") if isinstance(praw, dict) else "concat"
@@ -376,7 +370,7 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
 
         parse_sweep(raw, registry, source)
     return Config(
-        data=data, task=task, backbone=backbone,
+        data=data, task=task, backbone=backbone, teacher=teacher,
         privileged=PrivilegedConfig(encoder=encoder, fusion=fusion),
         distillation=distillation, train=train, output=output, plugins=tuple(plugins), controls=controls,
     )
@@ -385,6 +379,8 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
 def _selected_dict(sel: Selected | None, **extra: Any) -> dict[str, Any] | None:
     if sel is None:
         return None
+    if sel.type is None:  # a task not yet resolved against the data: its keys as given
+        return {**extra, **sel.options}
     return {"type": sel.type, **extra, **CONVERTER.unstructure(sel.options)}
 
 
@@ -403,6 +399,8 @@ def resolved_dict(config: Config) -> dict[str, Any]:
     }
     if config.task is not None:
         out["task"] = _selected_dict(config.task)
+    if config.teacher is not None:
+        out["teacher"] = _selected_dict(config.teacher)
     if config.plugins:
         out["plugins"] = list(config.plugins)
     if config.controls:

@@ -183,7 +183,7 @@ def fit_many(
     gens = [make_generator(device, s) for s in seed_list]
     data = _Batches(task, k)
 
-    stoppers = [EarlyStopping(train.patience) for _ in range(k)]
+    stoppers = [EarlyStopping.for_training(train) for _ in range(k)]
     best_state = [stack.state(i) for i in range(k)]
     history: list[list[dict[str, float]]] = [[] for _ in range(k)]
     stopped = [False] * k

@@ -132,16 +132,26 @@ class NeuralTask:
         rates = (predictions or self.predict(model))["rates"]
         return score_rates(self.data, rates)
 
+    def references(self) -> dict[str, dict[str, float]]:
+        """``smoothing`` (NLB's spike-smoothing + Poisson GLM baseline) and ``oracle`` (true rates,
+        when known), scored like the models: rows that say whether a model is any good."""
+        from blend_core.references import smoothing_rates
+
+        rows = {"smoothing": score_rates(self.data, smoothing_rates(self.data)[0])}
+        if self.data.true_rates is not None:
+            rows["oracle"] = score_rates(self.data, self.data.true_rates)
+        return rows
+
 
 def score_rates(data: NeuralData, rates: np.ndarray) -> dict[str, float]:
     """NLB metrics of predicted rates (all trials, all bins, held-in then held-out neurons) on test trials."""
     test, fit = data.split == "test", data.split != "test"
     T, n_in = data.window_bins, data.n_heldin
     spikes = np.concatenate([data.heldin, data.heldout], axis=2)
-    out: dict[str, float] = {
-        "co-bps": metrics.bits_per_spike(rates[test, :T, n_in:], spikes[test, :T, n_in:]),
-    }
-    if data.decode_behavior is not None:
+    out: dict[str, float] = {}
+    if _observed(spikes[test, :T, n_in:]):  # metrics whose targets are all unobserved (NLB test phase) are skipped
+        out["co-bps"] = metrics.bits_per_spike(rates[test, :T, n_in:], spikes[test, :T, n_in:])
+    if data.decode_behavior is not None and _observed(data.decode_behavior[test]):
         masks = {}
         if data.decode_groups is not None:  # one decoder per group (NLB Area2: active / passive)
             groups = np.unique(data.decode_groups[data.decode_groups >= 0])
@@ -154,9 +164,14 @@ def score_rates(data: NeuralData, rates: np.ndarray) -> dict[str, float]:
         cond = data.conditions[test]
         cond_idx = [np.flatnonzero(cond == c) for c in range(data.psth.shape[0])]
         out["psth R2"] = metrics.psth_r2(rates[test, :T], cond_idx, data.psth)
-    if data.fp_bins:
+    if data.fp_bins and _observed(spikes[test, T:]):
         out["fp-bps"] = metrics.bits_per_spike(rates[test, T:], spikes[test, T:])
     return out
+
+
+def _observed(target: np.ndarray) -> bool:
+    """Whether any target entry is observed (not NaN): a metric of no observed targets is skipped."""
+    return bool(target.size) and not np.isnan(target).all()
 
 
 def build_neural_task(config: MaskedModelingConfig, data: NeuralData, device: torch.device) -> NeuralTask:

@@ -48,12 +48,14 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def warmup_cosine(warmup: int, total: int):
+def warmup_cosine(warmup: int, total: int, final: float = 0.0):
+    """lr factor at a step: linear warm-up over ``warmup`` steps, cosine down to ``final``
+    at step ``total``, then ``final``: measured in optimizer steps, not epochs."""
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
 
@@ -67,21 +69,35 @@ def make_optimizer(params: list[torch.nn.Parameter], train: TrainConfig, device:
 
 
 def make_scheduler(opt: torch.optim.Optimizer, task: Task, train: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up then cosine decay over the whole budget, stepped once per batch."""
-    n_train = sum(len(b) for b in task.batches("train", train.batch_size, None))
-    steps_per_epoch = max(1, math.ceil(n_train / train.batch_size))
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(train.warmup_steps, train.max_epochs * steps_per_epoch)
-    )
+    """Linear warm-up then cosine decay, stepped once per batch.
+
+    The decay lasts ``train.decay_steps`` optimizer steps when given (the same schedule
+    whatever ``max_epochs`` is), else the rest of the ``max_epochs`` budget.
+    """
+    if train.decay_steps is not None:
+        total = train.warmup_steps + train.decay_steps
+    else:
+        n_train = sum(len(b) for b in task.batches("train", train.batch_size, None))
+        total = train.max_epochs * max(1, math.ceil(n_train / train.batch_size))
+    return torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(train.warmup_steps, total, train.final_lr_ratio))
 
 
 @attrs.define
 class EarlyStopping:
-    """The best validation loss so far, its epoch, and whether patience has run out."""
+    """The best validation loss so far, its epoch, and whether patience has run out.
+
+    It never stops before ``min_epochs`` epochs: a model still on the mean-rate plateau
+    (validation loss flat while the lr warms up) is not a converged one.
+    """
 
     patience: int
+    min_epochs: int = 0
     best_val: float = math.inf
     best_epoch: int = -1
+
+    @classmethod
+    def for_training(cls, train: TrainConfig) -> EarlyStopping:
+        return cls(train.patience, train.min_epochs)
 
     def update(self, val: float, epoch: int) -> bool:
         """Record one validation; True when it is a new best."""
@@ -91,7 +107,7 @@ class EarlyStopping:
         return False
 
     def should_stop(self, epoch: int) -> bool:
-        return epoch - self.best_epoch >= self.patience
+        return epoch + 1 >= self.min_epochs and epoch - self.best_epoch >= self.patience
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -218,7 +234,7 @@ def fit(
     opt = make_optimizer(trainable, train, device)
     sched = make_scheduler(opt, task, train)
     gen = make_generator(device, train.seed)
-    stopper = EarlyStopping(train.patience)
+    stopper = EarlyStopping.for_training(train)
     start_epoch, history = 0, []
     best_state = _state_copy(model)
     if checkpoint is not None and checkpoint.exists():
@@ -265,6 +281,8 @@ def fit(
             steps += 1
         if (epoch + 1) % train.eval_every and epoch + 1 != train.max_epochs:
             bar.update(1)
+            if (epoch + 1) % train.checkpoint_every == 0:  # not only on evaluation epochs
+                save(epoch)
             continue
         val_loss = validation_loss(model, task, train, device)
         (record,) = epoch_records(epoch, val_loss, sums, steps, opt.param_groups[0]["lr"], started)
