@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, packages_distributions, ver
 from pathlib import Path
 from typing import Any
 
-from blend_core.build import backbone_selection
+from blend_core.build import backbone_selection, task_selection
 from blend_core.config import Config
 from blend_core.io import write_json
 
@@ -45,11 +45,17 @@ def git_commit(start: Path | None = None) -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def components_used(config: Config, registry: Any) -> dict[str, dict[str, str]]:
-    """Config section -> the component it picked and the plugin (with version) that registered it."""
+def components_used(config: Config, registry: Any, data: Any = None) -> dict[str, dict[str, str]]:
+    """Config section -> the component it picked and the plugin (with version) that registered it.
+
+    With ``data``, a task the config leaves to the data (``data.task``) is recorded too.
+    """
+    task = config.task.type if config.task is not None else None
+    if task is None and data is not None:
+        task = task_selection(config, registry, data).type
     picks: list[tuple[str, str, str | None]] = [
         ("data", "data source", config.data.type),
-        ("task", "task", config.task.type if config.task is not None else None),
+        ("task", "task", task),
         ("backbone", "backbone", config.backbone.type),
         ("privileged", "encoder", config.privileged.encoder.type),
     ]
@@ -66,7 +72,7 @@ def components_used(config: Config, registry: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-def provenance(config: Config, plugins: Any) -> dict[str, Any]:
+def provenance(config: Config, plugins: Any, data: Any = None) -> dict[str, Any]:
     """Versions of blend, torch and Python, the git commit, every loaded plugin, the components used."""
     import torch
 
@@ -80,11 +86,11 @@ def provenance(config: Config, plugins: Any) -> dict[str, Any]:
         "command": sys.argv,
         "git_commit": git_commit(),
         "plugins": [{"name": i.name, "version": i.version, "builtin": i.builtin} for i in plugins.infos],
-        "components": components_used(config, plugins.registry),
+        "components": components_used(config, plugins.registry, data),
     }
 
 
-def write_provenance(out_dir: Path, config: Config, plugins: Any) -> Path:
+def write_provenance(out_dir: Path, config: Config, plugins: Any, data: Any = None) -> Path:
     path = Path(out_dir) / FILE
-    write_json(path, provenance(config, plugins))
+    write_json(path, provenance(config, plugins, data))
     return path

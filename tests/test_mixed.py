@@ -58,6 +58,8 @@ def test_mixed_pair_trains_end_to_end_with_feature_distillation(teacher, tmp_pat
     assert {"teacher", "student", "baseline"} <= set(metrics)
     student = json.loads((tmp_path / "run" / "provenance.json").read_text())["components"]
     assert (student["teacher"]["name"], student["backbone"]["name"]) == (teacher, "ndt")
+    assert student["task"] == {"kind": "task", "name": "neural", "plugin": "blend_core.builtin.tasks",
+                               "version": student["backbone"]["version"]}  # implied by the data, recorded too
 
 
 UNCOMPARABLE = '''
