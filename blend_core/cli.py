@@ -20,7 +20,9 @@ def _global_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parser(plugins) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="blend", description=__doc__)
+    conflicts = "; ".join(plugins.registry.conflicts)
+    p = argparse.ArgumentParser(prog="blend", description=__doc__,
+                                epilog=f"plugin conflict: {conflicts}" if conflicts else None)
     _global_options(p)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -71,8 +73,9 @@ def _load(args: argparse.Namespace, path: Path):
         raw = apply_overrides(raw, args.overrides)
     extra = raw.get("plugins", []) if isinstance(raw, dict) else []
     plugins = args.plugins
-    if isinstance(extra, list) and extra:
-        plugins = _plugins(args, extra)
+    if isinstance(extra, list) and any(not plugins.manager.has_plugin(str(n)) for n in extra):
+        plugins = _plugins(args, extra)  # loaded again only when the config names a plugin not yet loaded
+    plugins.registry.check_conflicts()
     return build_config(raw, plugins.registry, source=str(path)), plugins
 
 
@@ -95,9 +98,20 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config, _ = _load(args, args.config)
-    print(f"{args.config}: ok ({config.data.type} data, {config.backbone.type} backbone, "
-          f"{len(config.distillation.losses)} distillation loss(es))")
+    """Check the config, load the data, and dry-run every model on a tiny batch (as ``blend run`` does)."""
+    from blend_core.build import build_task, load_data, resolve_task
+    from blend_core.contracts import check_run
+    from blend_core.training import resolve_device
+
+    config, plugins = _load(args, args.config)
+    registry = plugins.registry
+    _, data = load_data(config, registry)
+    config = resolve_task(config, registry, data)
+    device = resolve_device(config.train.device)
+    check_run(config, registry, build_task(config, registry, data, device), device)
+    teacher = f", {config.teacher.type} teacher" if config.teacher is not None else ""
+    print(f"{args.config}: ok ({config.data.type} data, {config.backbone.type} backbone{teacher}, "
+          f"{len(config.distillation.losses)} distillation loss(es); models checked on a batch of the data)")
     return 0
 
 
@@ -116,6 +130,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"    {'hooks':<18} {', '.join(sorted(hooks))}")
     for line in plugins.failures:
         print(f"FAILED {line}")
+    for line in plugins.registry.conflicts:
+        print(f"CONFLICT {line}: commands that need components refuse to run")
     return 0
 
 
@@ -123,7 +139,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from blend_core.predict import predict
 
     paths = predict(args.run_dir, data_path=args.data, out_dir=args.out, overwrite=args.overwrite,
-                    plugin_names=args.plugin)
+                    plugin_names=args.plugin, plugins=args.plugins)
     for path in paths:
         print(path)
     return 0

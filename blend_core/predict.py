@@ -10,7 +10,8 @@ import numpy as np
 from blend_core.config import build_config, read_yaml
 from blend_core.errors import BlendError
 from blend_core.io import atomic_write, load_checkpoint
-from blend_core.plugins import load_plugins, report_failures
+from blend_core.plugins import Plugins, load_plugins, report_failures
+from blend_core.task import prediction_writer
 from blend_core.build import build_model, build_task, load_data
 from blend_core.training import resolve_device
 
@@ -28,7 +29,7 @@ def write_npz(predictions: dict[str, Any], out_dir: Path) -> list[Path]:
 
 def predict(
     run_dir: Path, *, data_path: str | None = None, out_dir: Path | None = None,
-    overwrite: bool = False, plugin_names: Sequence[str] = (),
+    overwrite: bool = False, plugin_names: Sequence[str] = (), plugins: Plugins | None = None,
 ) -> list[Path]:
     run_dir = Path(run_dir)
     checkpoint = run_dir / "checkpoints" / "student.pt"
@@ -45,8 +46,10 @@ def predict(
         if not Path(data_path).exists():
             raise BlendError(f"--data: file not found: {data_path}")
         raw["data"]["path"] = str(data_path)
-    plugins = load_plugins([*plugin_names, *raw.get("plugins", [])])
-    report_failures(plugins)
+    named = [*plugin_names, *raw.get("plugins", [])]
+    if plugins is None or any(not plugins.manager.has_plugin(n) for n in named):  # else: the command's own
+        plugins = load_plugins(named)
+        report_failures(plugins)
     config = build_config(raw, plugins.registry, source=str(run_dir / "config.yaml"))
     out_dir = Path(out_dir or run_dir / "predictions")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -65,5 +68,5 @@ def predict(
         ) from None
     model.eval()
     predictions = task.predict(model)
-    writer = getattr(source, "write_predictions", None)
+    writer = prediction_writer(source)  # the DataSource protocol's optional member
     return writer(predictions, out_dir) if writer else write_npz(predictions, out_dir)

@@ -9,7 +9,8 @@ from typing import Any, Callable
 import attrs
 import torch
 
-from blend_core.build import RunResult, build_task, load_data
+from blend_core.build import RunResult, build_task, load_data, resolve_task
+from blend_core.contracts import check_run
 from blend_core.builtin.tracking import require_tensorboard
 from blend_core.config import Config, resolved_dict
 from blend_core.controls import build_any_role, roles, teacher_of, teacher_roles
@@ -108,7 +109,9 @@ def _freeze(model: BlendModel) -> BlendModel:
     return model
 
 
-def _start(config: Config, out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+def _start(
+    config: Config, out_dir: Path, *, overwrite: bool, resume: bool, plugins: Plugins | None = None, data: Any = None,
+) -> None:
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     if config.train.tensorboard:
@@ -118,6 +121,10 @@ def _start(config: Config, out_dir: Path, *, overwrite: bool, resume: bool) -> N
     if resume:
         check_resumable(out_dir, resolved, _results_relevant)
     write_yaml(out_dir / "config.yaml", resolved)
+    if plugins is not None:
+        from blend_core.provenance import write_provenance
+
+        write_provenance(out_dir, config, plugins, data)
     _attach_log(out_dir / "log.txt")
 
 
@@ -162,8 +169,10 @@ def run(
     registry = plugins.registry
     device = resolve_device(config.train.device)
     source, data = loaded if loaded is not None else load_data(config, registry)  # bad data fails first
+    config = resolve_task(config, registry, data)
     task = build_task(config, registry, data, device)
-    _start(config, out_dir, overwrite=overwrite, resume=resume)
+    check_run(config, registry, task, device)  # broken contracts fail before the run directory exists
+    _start(config, out_dir, overwrite=overwrite, resume=resume, plugins=plugins, data=data)
     log.info("data %s on %s", getattr(data, "name", config.data.type), device)
 
     models: dict[str, BlendModel] = {}
@@ -221,6 +230,9 @@ def run_seeds(
     """
     out_dir = Path(out_dir or config.output.dir)
     loaded = load_data(config, plugins.registry)
+    config = resolve_task(config, plugins.registry, loaded[1])
+    device = resolve_device(config.train.device)
+    check_run(config, plugins.registry, build_task(config, plugins.registry, loaded[1], device), device)
     prepare_out_dir(out_dir, overwrite=overwrite or config.output.overwrite, resume=resume)
     configs = [attrs.evolve(config, train=attrs.evolve(config.train, seed=config.train.seed + i))
                for i in range(seeds)]
@@ -243,7 +255,8 @@ def _run_at_once(
     if configs[0].train.compile:
         raise BlendError("--at-once: train.compile is not supported with models trained at once")
     for c, d in zip(configs, dirs):
-        _start(c, d, overwrite=False, resume=resume and d.exists())
+        _start(c, d, overwrite=False, resume=resume and d.exists(), plugins=plugins, data=data)
+    _attach_log(*(d / "log.txt" for d in dirs))  # trained together: every seed's log.txt gets the joint log
     registry = plugins.registry
     device = resolve_device(configs[0].train.device)
     task = build_task(configs[0], registry, data, device)
@@ -259,12 +272,14 @@ def _run_at_once(
     ]
 
 
-def _attach_log(path: Path) -> None:
+def _attach_log(*paths: Path) -> None:
+    """Log to ``paths`` (and no earlier run's file)."""
     for handler in list(log.handlers):
         if isinstance(handler, logging.FileHandler):
             log.removeHandler(handler)
             handler.close()
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
+    for path in paths:
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
