@@ -53,6 +53,8 @@ class Register:
             raise PluginError(
                 f"plugin '{self.plugin}': {self.kind} '{name}' config class must be an attrs class"
             )
+        if not callable(factory):
+            raise PluginError(f"plugin '{self.plugin}': {self.kind} '{name}' factory must be callable")
         self.registry.add(
             Component(
                 kind=self.kind,
