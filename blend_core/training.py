@@ -191,6 +191,23 @@ RESUME_KEYS = ("model", "distiller", "optimizer", "scheduler", "generator", "epo
                "best_epoch", "best_state", "history")
 
 
+def _global_rng() -> dict[str, Any]:
+    """torch's global generator states (dropout uses them), as tensors: a resumed run draws what an
+    uninterrupted one would."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_global_rng(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["cpu"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -245,6 +262,7 @@ def fit(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        _set_global_rng(state.get("global_rng"))  # dropout draws from torch's global generators
         start_epoch = state["epoch"] + 1
         stopper.best_val, stopper.best_epoch = state["best_val"], state["best_epoch"]
         best_state, history = state["best_state"], state["history"]
@@ -259,6 +277,7 @@ def fit(
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "generator": gen.get_state(), "epoch": epoch, "best_val": stopper.best_val,
             "best_epoch": stopper.best_epoch, "best_state": best_state, "history": history,
+            "global_rng": _global_rng(),
         })
 
     bar = _progress(role, start_epoch, train)
