@@ -7,10 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from blend_core.distillation import FeatureLoss
-from blend_core.encoders import build_linear, LinearConfig
-from blend_core.model import BlendModel, FeatureDims, fused_dims
-from blend_core.testing import check_backbone
+from blend_core.api import BlendModel, FeatureDims, FeatureLoss, LinearConfig, build_linear, check_backbone, fused_dims
 from blend_spatial.anndata_source import AnnDataConfig, AnnDataSource
 from blend_spatial.neuprint import NeuPRINTConfig, build_neuprint
 from blend_spatial.task import NeuronIdentityConfig, NeuronIdentityTask
@@ -151,7 +148,7 @@ def test_other_classifiers(data, classifier):
 
 
 def test_too_short_sessions_are_refused(data):
-    from blend_core.errors import DataError
+    from blend_core.api import DataError
 
     with pytest.raises(DataError, match=r"SB026_s0.h5ad: 800 frames are too few for task.window=200 with val_fraction=0.2"):
         NeuronIdentityTask(NeuronIdentityConfig(window=200), data, CPU)
@@ -221,3 +218,13 @@ def test_without_behavior_there_is_one_reference_row(data):
                                 behavior_names=())
     t = NeuronIdentityTask(NeuronIdentityConfig(window=16), no_behavior, CPU)
     assert list(t.references()) == ["features"]
+
+
+def test_by_default_an_epoch_covers_each_neurons_training_frames_once(data):
+    from blend_core.api import DataError
+
+    t = NeuronIdentityTask(NeuronIdentityConfig(window=16), data, CPU)  # 640 training frames of 800
+    samples = torch.cat(list(t.batches("train", 256, torch.Generator().manual_seed(0))))
+    assert torch.equal(torch.bincount(samples[:, 0]), torch.full((data.n_neurons,), 640 // 16))
+    with pytest.raises(DataError, match=r"task.windows_per_neuron: expected a positive number \(or null\), got 0"):
+        NeuronIdentityTask(NeuronIdentityConfig(window=16, windows_per_neuron=0), data, CPU)

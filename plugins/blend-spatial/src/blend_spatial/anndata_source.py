@@ -22,7 +22,7 @@ from typing import Any, Iterable, Literal
 import attrs
 import numpy as np
 
-from blend_core.errors import DataError
+from blend_core.api import DataError
 from blend_spatial.data import LabelSet, NeuronIdentityData, Session
 
 SUBCLASSES = ("Lamp5", "Pvalb", "Sncg", "Sst", "Vip")
@@ -133,8 +133,8 @@ def _finite(arr: np.ndarray, loc: str, origin: str, names: np.ndarray | None = N
         if names is not None and arr.ndim == 2:
             rows = np.flatnonzero(bad.any(axis=1))
             detail = f" in {len(rows)} neuron(s), first {str(names[rows[0]])!r}"
-        raise DataError(f"{origin}: {loc}: {int(bad.sum())} NaN/infinite value(s){detail}; expected finite values "
-                        "(interpolate or drop those neurons first)")
+        hint = "interpolate or drop those neurons first" if detail else "interpolate over the gaps first"
+        raise DataError(f"{origin}: {loc}: {int(bad.sum())} NaN/infinite value(s){detail}; expected finite values ({hint})")
 
 
 # ------------------------------------------------------------------ sessions

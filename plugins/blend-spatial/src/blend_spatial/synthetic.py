@@ -55,6 +55,7 @@ class SyntheticSpatialConfig:
     n_genes: int = 72
     fov_um: float = 400.0  #: side of the square field of view
     behavior_effect: float = 1.0  #: scales every type's running and pupil gains
+    population_effect: float = 1.0  #: scales every type's coupling to the shared population factor
     jitter: float = 0.25  #: per-neuron relative spread of the type parameters
     noise: float = 0.3  #: drive noise (the observation noise is a third of it)
     seed: int = 0
@@ -115,7 +116,7 @@ def session(config: SyntheticSpatialConfig, subject: str, name: str, rng: np.ran
     jit = 1 + config.jitter * rng.normal(size=(n, 3))
     g_run = params[:, 0] * config.behavior_effect * jit[:, 0]
     g_pup = params[:, 1] * config.behavior_effect * jit[:, 1]
-    coupling = params[:, 2] * jit[:, 2]
+    coupling = params[:, 2] * config.population_effect * jit[:, 2]
     decay = np.clip(params[:, 3] + 0.05 * config.jitter * 4 * rng.normal(size=n), 0.2, 0.95)
     drive = (
         rng.normal(-0.5, 0.3, (n, 1)) + g_run[:, None] * run_z + g_pup[:, None] * pupil_z
@@ -183,8 +184,7 @@ def write_dataset(config: SyntheticSpatialConfig, out_dir: str | Path) -> list[P
     An existing file of the same name is replaced only if this generator wrote it; any other
     file (a user's recording) is refused before anything is written.
     """
-    from blend_core.errors import DataError
-    from blend_core.io import atomic_write
+    from blend_core.api import DataError, atomic_write
 
     out_dir = Path(out_dir)
     sessions = generate(config)

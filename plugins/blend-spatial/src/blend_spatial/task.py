@@ -21,8 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blend_core.errors import DataError
-from blend_core.model import BlendModel, Inputs, ModelDims, ModelOutput
+from blend_core.api import BlendModel, DataError, Inputs, ModelDims, ModelOutput
 from blend_spatial.classify import classification_scores, fit_predict
 from blend_spatial.data import NeuronIdentityData
 from blend_spatial.features import activity_features
@@ -33,7 +32,9 @@ POPULATION_INPUTS = ("population mean", "population std", "neighbour mean", "nei
 @attrs.frozen(kw_only=True)
 class NeuronIdentityConfig:
     window: int = 32  #: frames of a neuron's own past the model sees
-    windows_per_neuron: int = 8  #: training windows per neuron per epoch
+    #: training windows per neuron per epoch; None: enough to cover a neuron's training frames once
+    #: (so that an epoch is one pass over the data, whatever the recording length)
+    windows_per_neuron: int | None = None
     val_fraction: float = 0.2  #: last share of each session's frames, for validation windows
     val_windows_per_neuron: int = 4
     radius_um: float = 65.0  #: neighbours: other neurons of the session within this distance
@@ -58,6 +59,12 @@ def neighbours(positions: np.ndarray, radius: float):
 
 class NeuronIdentityTask:
     """Holds all sessions on the device, padded to the longest; batches are ``(B, 2)`` (neuron, start)."""
+
+    #: distillation losses that mean nothing here: the prediction has one channel (the neuron itself)
+    refused_losses = {
+        "soft": "the prediction has one channel, so the softmax over channels is constant and 'soft' is identically zero",
+        "correlation": "the prediction has one channel, so there are no correlations and 'correlation' reduces to 'hard'",
+    }
 
     def __init__(self, config: NeuronIdentityConfig, data: NeuronIdentityData, device: torch.device) -> None:
         if not isinstance(data, NeuronIdentityData):
@@ -116,6 +123,9 @@ class NeuronIdentityTask:
             "test": torch.as_tensor(np.flatnonzero(data.split == "test"), device=device),
         }
         self.offsets = torch.arange(W + 1, device=device)
+        if config.windows_per_neuron is not None and config.windows_per_neuron < 1:
+            raise DataError(f"task.windows_per_neuron: expected a positive number (or null), got {config.windows_per_neuron}")
+        self.train_windows = config.windows_per_neuron or max(1, int(np.ceil(train_end.mean() / W)))
         self.behavior_dim = data.behavior_dim
         self.dims = ModelDims(
             input_dim=1, output_dim=1, seq_len=W,
@@ -128,7 +138,7 @@ class NeuronIdentityTask:
         """(samples, 2) long: neuron, start frame."""
         neurons = self.split_neurons[split]
         lo, hi = self.ranges["train" if split == "train" else "val"]
-        per = self.config.windows_per_neuron if split == "train" else self.config.val_windows_per_neuron
+        per = self.train_windows if split == "train" else self.config.val_windows_per_neuron
         neurons = neurons.repeat_interleave(per)
         lo, hi = lo[neurons], hi[neurons]
         if generator is None:  # evenly spaced, reproducible
