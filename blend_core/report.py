@@ -127,9 +127,9 @@ def read_history(run_dir: Path) -> dict[str, list[dict[str, float]]]:
         role = ckpt.stem
         if role in out or role.endswith("-last"):
             continue
-        import torch
+        from blend_core.io import load_checkpoint
 
-        history = torch.load(ckpt, map_location="cpu", weights_only=False).get("history") or []
+        history = load_checkpoint(ckpt, "cpu").get("history") or []  # data only: a checkpoint runs no code
         if history:
             out[role] = [{k: float(v) for k, v in h.items()} for h in history]
     return out
