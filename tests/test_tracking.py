@@ -132,3 +132,30 @@ def test_tensorboard_events_are_written(tiny_raw, builtin_plugins, tmp_path):
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
     assert {"teacher/val_loss", "student/train_distill", "baseline/lr"} <= set(events.Tags()["scalars"])
     assert len(events.Scalars("student/val_loss")) == 2
+
+
+def test_fit_and_fit_many_report_the_records_they_keep(tiny_raw, builtin_plugins):
+    import torch
+
+    from blend_core.build import build_model, build_task, load_data
+    from blend_core.multi import fit_many
+    from blend_core.training import Objective, fit
+
+    tiny_raw["train"].update(max_epochs=3, patience=10)
+    config = build_config(tiny_raw, builtin_plugins.registry)
+    registry, cpu = builtin_plugins.registry, torch.device("cpu")
+    task = build_task(config, registry, load_data(config, registry)[1], cpu)
+    seen: list = []
+    result = fit(build_model(config, registry, task, privileged=False), task, config.train, cpu,
+                 role="baseline", objective=Objective(task), on_epoch=seen.append)
+    assert seen == result.history and [r["epoch"] for r in seen] == [0, 1, 2]
+
+    models = [build_model(config, registry, task, privileged=False) for _ in range(2)]
+    pairs: list = []
+    many = fit_many(models, task, config.train, cpu, role="baseline", objectives=[Objective(task)] * 2,
+                    on_epoch=lambda k, record: pairs.append((k, record)))
+    assert [k for k, _ in pairs] == [0, 1] * 3
+    assert [r for k, r in pairs if k == 1] == many[1].history
+    with pytest.raises(ValueError, match="on_epoch callbacks"):
+        fit_many(models, task, config.train, cpu, role="baseline", objectives=[Objective(task)] * 2,
+                 on_epoch=[seen.append])
