@@ -45,6 +45,9 @@ MODELS = ("baseline", "teacher", *(f"student-{loss}" for loss in LOSSES))
 #: MC_Maze shape: 137 held-in + 45 held-out neurons, 140 + 40 bins, 2295 trials (1721 train).
 MC_MAZE = {"n_trials": 2295, "n_heldin": 137, "n_heldout": 45, "window_bins": 140, "fp_bins": 40,
            "split_fractions": [0.75, 0.10, 0.15]}
+#: the CPU recipe's shape (examples/nlb/*_cpu.yaml on a 300-trial synthetic NLB file): 60 + 20 neurons, 140 + 40 bins
+CPU_RECIPE = {"n_trials": 300, "n_heldin": 60, "n_heldout": 20, "window_bins": 140, "fp_bins": 40,
+              "n_conditions": 12, "split_fractions": [0.63, 0.07, 0.30]}
 SMALL = {"n_trials": 120, "n_heldin": 16, "n_heldout": 6, "window_bins": 16, "fp_bins": 4,
          "n_conditions": 4, "split_fractions": [0.6, 0.15, 0.25]}
 
@@ -65,6 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--many", type=int, default=0, metavar="K",
                    help="also time K baselines trained at once (blend_core.multi) against one alone")
     p.add_argument("--small", action="store_true", help="a tiny shape for CPU smoke runs")
+    p.add_argument("--cpu-recipe", action="store_true",
+                   help="the CPU recipe's shape: 300 trials, 60+20 neurons, 140+40 bins, NDT 2x64, batch 16")
+    p.add_argument("--dropout-attention", type=float, default=None,
+                   help="backbone.dropout_attention (default: the NDT default, equal to dropout)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = p.parse_args(argv)
@@ -77,11 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_config(args: argparse.Namespace, registry, loss: str = "correlation") -> Config:
-    small = args.small
+    small = args.small or args.cpu_recipe
     raw = {
-        "data": {"type": "synthetic", **(SMALL if small else MC_MAZE)},
+        "data": {"type": "synthetic", **(CPU_RECIPE if args.cpu_recipe else SMALL if small else MC_MAZE)},
         "backbone": {"type": "ndt", "num_layers": 2 if small else 4, "num_heads": 2,
-                     "d_model": 16 if small else args.d_model, "ffn_dim": 32 if small else 128},
+                     "d_model": 64 if args.cpu_recipe else 16 if small else args.d_model,
+                     "ffn_dim": 128 if args.cpu_recipe else 32 if small else 128,
+                     **({} if args.dropout_attention is None else {"dropout_attention": args.dropout_attention})},
         "privileged": {"type": "identity", "fusion": "concat"},
         "distillation": {"alpha": 0.5, "type": loss},
         "train": {
@@ -275,10 +284,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": str(device), "device_name": device_name(device), "torch_version": torch.__version__,
         "python": platform.python_version(), "cuda": torch.version.cuda, "git_commit": _git_commit(),
         "settings": {
-            "shape": "small" if args.small else "mc_maze", "data": {**(SMALL if args.small else MC_MAZE)},
+            "shape": "cpu_recipe" if args.cpu_recipe else "small" if args.small else "mc_maze",
+            "data": {**(CPU_RECIPE if args.cpu_recipe else SMALL if args.small else MC_MAZE)},
             "backbone": base.backbone.type, "backbone_options": {
                 k: getattr(base.backbone.options, k) for k in ("num_layers", "num_heads", "d_model", "ffn_dim",
-                                                               "dropout", "dropout_embedding")},
+                                                               "dropout", "dropout_embedding",
+                                                               "dropout_attention")},
             "batch_size": bs, "train_trials": n_train, "steps_per_epoch": steps, "epochs": args.epochs,
             "warmup_epochs": args.warmup, "eval_every": args.eval_every, "precision": args.precision,
             "compile": args.compile, "many": args.many, "threads": torch.get_num_threads(),

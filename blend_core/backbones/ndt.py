@@ -21,6 +21,8 @@ class NDTConfig:
     ffn_dim: int = attrs.field(default=128, validator=v.POSITIVE_INT)
     dropout: float = attrs.field(default=0.3, validator=v.PROBABILITY)
     dropout_embedding: float = attrs.field(default=0.2, validator=v.PROBABILITY)
+    #: dropout on attention weights (None: ``dropout``); 0 lets the CPU use its fused attention kernel (~2x faster attention)
+    dropout_attention: float | None = attrs.field(default=None, validator=attrs.validators.optional(v.PROBABILITY))
     #: bins a step may attend ahead (None: unlimited)
     context_forward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
     #: bins a step may attend behind (None: unlimited)
@@ -34,7 +36,9 @@ class NDTConfig:
 class TransformerLayer(nn.Module):
     """Pre-norm self-attention + feed-forward, with fused attention."""
 
-    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, attn_dropout: float | None = None,
+    ) -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"backbone.d_model ({d_model}) must be divisible by num_heads ({num_heads})")
@@ -47,7 +51,7 @@ class TransformerLayer(nn.Module):
             nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
         )
         self.dropout = nn.Dropout(dropout)
-        self.attn_dropout = dropout
+        self.attn_dropout = dropout if attn_dropout is None else attn_dropout
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Multi-head self-attention over dim -2 of ``x`` (any leading batch dims)."""
@@ -91,7 +95,7 @@ class NDT(nn.Module):
         nn.init.normal_(self.positions, std=0.02)
         self.embed_dropout = nn.Dropout(config.dropout_embedding)
         self.layers = nn.ModuleList(
-            TransformerLayer(d, config.num_heads, config.ffn_dim, config.dropout)
+            TransformerLayer(d, config.num_heads, config.ffn_dim, config.dropout, config.dropout_attention)
             for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(d)
