@@ -438,7 +438,6 @@ def run_sweep(
         "resources": attrs.asdict(sweep.config.resources),
     }
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables off: the table is ours
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     started = _ray_init(address)
     try:
         _train_shared_roles(trials, context, sweep_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -145,9 +146,14 @@ def resumed_sweep(tmp_path_factory):
     """A 4-trial sweep, SIGINT'd in a subprocess after its first trial, then resumed in this process."""
     pytest.importorskip("ray.tune")
     root = tmp_path_factory.mktemp("sweep")
-    from tests.conftest import TINY  # noqa: PLC0415
+    spec = importlib.util.spec_from_file_location("_tiny_conftest", Path(__file__).with_name("conftest.py"))
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)  # the shared TINY config (fixtures are function-scoped)
+    TINY = conftest.TINY
 
-    raw = sweep_raw(TINY, scheduler="asha", grace_period=2, metric="student/vel R2", resources={"cpu": 1})
+    # ASHA is on, with its first rung (grace_period 3) beyond the last report (2 epochs): it sees every
+    # report but stops no trial, so that all four finish whatever order they run in
+    raw = sweep_raw(TINY, scheduler="asha", grace_period=3, metric="student/vel R2", resources={"cpu": 1})
     config = root / "sweep.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = root / "out"
@@ -245,3 +251,24 @@ def test_seeds_in_a_sweep_are_summarised_and_pick_the_best_configuration(tiny_ra
     saved = yaml.safe_load(path.read_text())
     assert saved["distillation"]["alpha"] == 0.7 and "seed" not in saved["train"]
     assert "mean ± s.d. over 3 seeds" in path.read_text().splitlines()[0]
+
+
+def test_report_of_the_sweep(resumed_sweep, capsys):
+    pytest.importorskip("matplotlib")
+    import re
+
+    import matplotlib.image as mpimg
+
+    out = resumed_sweep["out"]
+    assert main(["report", str(out)]) == 0
+    page = out / "report" / "index.html"
+    refs = re.findall(r"src='([^']+)'", page.read_text())
+    assert all((page.parent / r).is_file() for r in refs)
+    best = max(_read_csv(out / "results.csv"), key=lambda r: float(r["student/vel R2"]))["trial"]
+    figures = {"sweep_0", "sweep_1", *(f"best_trial_{best}_{n}" for n in
+                                       ("learning_curves", "metrics", "behavior", "psth", "latents"))}
+    assert {Path(r).stem for r in refs} == figures
+    for name in figures:
+        png = page.parent / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert mpimg.imread(png).shape[0] > 100
