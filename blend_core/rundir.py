@@ -227,8 +227,26 @@ def check_resumable(
         saved = parse_yaml(saved_path.read_text(), str(saved_path))
     except (OSError, UnicodeDecodeError):
         raise BlendError(f"{saved_path}: cannot read the saved config") from None
-    if not isinstance(saved, dict) or relevant(saved) != relevant(resolved):
-        raise BlendError(f"{saved_path}: config differs from the run being resumed; use a new --out")
+    if not isinstance(saved, dict):
+        raise BlendError(f"{saved_path}: not a blend run config")
+    where = _difference(relevant(saved), relevant(resolved))
+    if where is not None:
+        raise BlendError(f"{saved_path}: config differs from the run being resumed ({where}); use a new --out")
+
+
+def _difference(saved: Any, now: Any, path: str = "") -> str | None:
+    """The first key whose value differs, as ``key: saved -> now``; None if equal."""
+    from blend_core.validators import short_repr
+
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in [*saved, *(k for k in now if k not in saved)]:
+            found = _difference(saved.get(key), now.get(key), f"{path}{key}.")
+            if found is not None:
+                return found
+        return None
+    if saved != now:
+        return f"{path.rstrip('.')}: {short_repr(saved, 30)} -> {short_repr(now, 30)}"
+    return None
 
 
 def end_of_command() -> None:
