@@ -159,9 +159,14 @@ def discard_unfinished() -> None:
     """
     for key in list(_FRESH):
         release_lock(key)
-        if key.is_dir() and not any((key / "checkpoints").glob("*.pt")):
+        if key.is_dir() and not _has_results(key):
             shutil.rmtree(key, ignore_errors=True)
     _FRESH.clear()
+
+
+def _has_results(folder: Path) -> bool:
+    """Whether anything under ``folder`` (seed runs included) is a checkpoint or a finished run's metrics."""
+    return any(p.suffix == ".pt" or p.name == "metrics.json" for p in folder.rglob("*"))
 
 
 # ------------------------------------------------------------------ prepare

@@ -146,3 +146,17 @@ def test_outputs_respect_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def test_a_failed_command_removes_only_the_empty_run_directories_it_made(tmp_path):
+    empty, seeds = tmp_path / "empty", tmp_path / "seeds"
+    rundir.prepare_out_dir(empty, overwrite=False, resume=False)
+    rundir.prepare_out_dir(seeds, overwrite=False, resume=False)
+    rundir.prepare_out_dir(seeds / "seed-0", overwrite=False, resume=False)
+    (seeds / "seed-0" / "checkpoints").mkdir()
+    (seeds / "seed-0" / "checkpoints" / "teacher.pt").write_bytes(b"trained")
+    rundir.release_lock(seeds / "seed-0")  # seed-0 finished
+    rundir.prepare_out_dir(seeds / "seed-1", overwrite=False, resume=False)
+    rundir.discard_unfinished()
+    assert not empty.exists() and not (seeds / "seed-1").exists()
+    assert (seeds / "seed-0" / "checkpoints" / "teacher.pt").read_bytes() == b"trained"
