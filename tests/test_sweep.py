@@ -153,7 +153,9 @@ def resumed_sweep(tmp_path_factory):
 
     # ASHA is on, with its first rung (grace_period 3) beyond the last report (2 epochs): it sees every
     # report but stops no trial, so that all four finish whatever order they run in
-    raw = sweep_raw(TINY, scheduler="asha", grace_period=3, metric="student/vel R2", resources={"cpu": 1})
+    # one trial at a time (max_concurrent 1), so that trials are still pending when SIGINT lands
+    raw = sweep_raw(TINY, scheduler="asha", grace_period=3, metric="student/vel R2", resources={"cpu": 1},
+                    max_concurrent=1)
     config = root / "sweep.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = root / "out"
@@ -272,3 +274,22 @@ def test_report_of_the_sweep(resumed_sweep, capsys):
         png = page.parent / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert mpimg.imread(png).shape[0] > 100
+
+
+def test_resume_refuses_a_changed_sweep_and_an_existing_dir_needs_a_flag(tiny_raw, tmp_path, capsys):
+    pytest.importorskip("ray.tune")
+    from blend_core.rundir import write_marker
+
+    out = tmp_path / "sw"
+    out.mkdir()
+    write_marker(out)
+    raw = sweep_raw(tiny_raw)
+    (out / "sweep.yaml").write_text(yaml.safe_dump(raw))
+    raw["sweep"]["params"]["distillation.alpha"] = [0.3, 0.5]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--out", str(out)]) == 2  # Ray is never started for these
+    assert "pass --overwrite to replace it or --resume to continue it" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--out", str(out), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"error: {out / 'sweep.yaml'}: config differs from the sweep being resumed; "
+                                       "use a new --out\n")
