@@ -13,6 +13,20 @@ from blend_nwb.nlb import SPECS
 DATASETS = tuple(SPECS)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never read or fill the user's cache (``~/.cache/blend``)."""
+    import os
+
+    old = os.environ.get("BLEND_CACHE_DIR")
+    os.environ["BLEND_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("BLEND_CACHE_DIR", None)
+    else:
+        os.environ["BLEND_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def nlb_files(tmp_path_factory) -> dict[str, Path]:
     """One small train file per NLB dataset (60 trials; 150 for DMFC's per-condition tp correlation)."""

@@ -13,8 +13,8 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "nlb"
 
 @pytest.mark.parametrize("dataset", list(SPECS))
 def test_example_config(nlb_files, dataset):
-    from blend_core.config import apply_overrides, build_config, read_yaml
-    from blend_core.plugins import load_plugins
+    from blend_core.api import apply_overrides, build_config, read_yaml
+    from blend_core.api import load_plugins
 
     path = EXAMPLES / f"{dataset}.yaml"
     if not path.exists():
@@ -29,8 +29,8 @@ def test_example_config(nlb_files, dataset):
 
 
 def test_generic_keys_from_yaml(nlb_files):
-    from blend_core.config import build_config
-    from blend_core.plugins import load_plugins
+    from blend_core.api import build_config
+    from blend_core.api import load_plugins
 
     plugins = load_plugins(["nwb"])
     raw = {"data": {"type": "nwb", "path": str(nlb_files["mc_maze"]), "window_ms": [-250, 450],
@@ -40,3 +40,96 @@ def test_generic_keys_from_yaml(nlb_files):
     assert config.data.options.window_ms == (-250, 450)
     data = plugins.registry.get("data source", "nwb").build(config.data.options).load()
     assert (data.window_bins, data.fp_bins) == (140, 40)
+
+
+@pytest.mark.parametrize("dataset", list(SPECS))
+def test_example_names_its_pinned_source(dataset):
+    """Each example's comment and data.path agree with the one dataset table (DANDI id, version, asset)."""
+    path = EXAMPLES / f"{dataset}.yaml"
+    if not path.exists():
+        pytest.skip("examples/ not in this checkout")
+    spec = SPECS[dataset]
+    text = path.read_text()
+    assert f"DANDI:{spec.dandiset}/{spec.version}" in text
+    assert f"blend fetch {dataset}" in text
+    import yaml
+
+    assert yaml.safe_load(text)["data"]["path"] == f"{spec.dandiset}/{spec.train_asset}"
+
+
+def test_fetch_without_client_or_offline(monkeypatch, capsys, tmp_path):
+    """No dandi client: one line, exit 2. A client that cannot reach DANDI: one line, exit 2. Nothing written."""
+    import sys
+    import types
+
+    from blend_core.api import run_blend as main
+
+    monkeypatch.setitem(sys.modules, "dandi", None)  # import fails like an uninstalled package
+    monkeypatch.setitem(sys.modules, "dandi.dandiapi", None)
+    assert main(["fetch", "mc_maze", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dandi client is not installed" in err[0] and "blend-nwb[fetch]" in err[0]
+
+    class Offline:
+        def __enter__(self):
+            raise ConnectionError("Failed to resolve 'api.dandiarchive.org'\nmore detail")
+
+        def __exit__(self, *exc):
+            return False
+
+    fake = types.ModuleType("dandi.dandiapi")
+    fake.DandiAPIClient = Offline
+    monkeypatch.setitem(sys.modules, "dandi", types.ModuleType("dandi"))
+    monkeypatch.setitem(sys.modules, "dandi.dandiapi", fake)
+    assert main(["fetch", "mc_maze", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "DANDI:000128/0.220113.0400" in err[0] and "offline" in err[0]
+    assert main(["fetch", "mc_mze"]) == 2
+    assert "unknown NLB dataset" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_downloads_the_pinned_assets(monkeypatch, capsys, tmp_path):
+    """With a (fake) client: exactly the table's dandiset, version and two assets; the train path is printed."""
+    import sys
+    import types
+
+    from blend_core.api import run_blend as main
+
+    calls = []
+
+    class Asset:
+        def __init__(self, path):
+            self.path, self.size = path, 5
+
+        def download(self, dest):
+            calls.append(("download", self.path))
+            Path(dest).write_bytes(b"12345")
+
+    class Remote:
+        def get_asset_by_path(self, path):
+            return Asset(path)
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def get_dandiset(self, ident, version):
+            calls.append(("dandiset", ident, version))
+            return Remote()
+
+    fake = types.ModuleType("dandi.dandiapi")
+    fake.DandiAPIClient = Client
+    monkeypatch.setitem(sys.modules, "dandi", types.ModuleType("dandi"))
+    monkeypatch.setitem(sys.modules, "dandi.dandiapi", fake)
+    assert main(["fetch", "area2_bump", "--dir", str(tmp_path)]) == 0
+    spec = SPECS["area2_bump"]
+    assert calls == [("dandiset", spec.dandiset, spec.version), ("download", spec.train_asset),
+                     ("download", spec.test_asset)]
+    assert capsys.readouterr().out.strip() == str(tmp_path / spec.dandiset / spec.train_asset)
+    calls.clear()
+    assert main(["fetch", "area2_bump", "--dir", str(tmp_path)]) == 0  # complete files are kept
+    assert [c[0] for c in calls] == ["dandiset"]

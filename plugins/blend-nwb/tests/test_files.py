@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from blend_core.errors import ConfigError, DataError
+from blend_core.api import ConfigError, DataError
 from blend_nwb.nlb import load_nlb
 from blend_nwb.source import NWBConfig, NWBSource, build_source
 
@@ -133,7 +133,7 @@ def test_cli_exit_2_on_bad_file(tmp_path, capsys):
     pytest.importorskip("blend_core.runner")
     import yaml
 
-    from blend_core.cli import main
+    from blend_core.api import run_blend as main
 
     bad = tmp_path / "session.nwb"
     bad.write_text("not an nwb file")
@@ -143,3 +143,41 @@ def test_cli_exit_2_on_bad_file(tmp_path, capsys):
     assert main(["run", str(cfg), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "session.nwb" in err[0]
+
+
+@pytest.mark.parametrize("value,what", [(np.nan, "non-finite"), (np.inf, "non-finite"), (-0.5, "negative")])
+@pytest.mark.parametrize("mode", ["nlb", "generic"])
+def test_bad_spike_times(nlb_files, tmp_path, value, what, mode):
+    path = _copy(nlb_files["mc_maze"], tmp_path)
+    with h5py.File(path, "a") as f:
+        f["units/spike_times"][3] = value
+    with pytest.raises(DataError) as exc:
+        if mode == "nlb":
+            load_nlb(path, "mc_maze")
+        else:
+            NWBSource(NWBConfig(path=str(path), window_ms=(0, 500))).load()
+    msg = _one_line(exc)
+    assert "f.nwb" in msg and "units/spike_times" in msg and what in msg
+
+
+@pytest.mark.parametrize("mode", ["nlb", "generic"])
+def test_infinite_behavior(nlb_files, tmp_path, mode):
+    path = _copy(nlb_files["mc_maze"], tmp_path)
+    with h5py.File(path, "a") as f:
+        f["processing/behavior/hand_vel/data"][1000, 0] = np.inf
+    with pytest.raises(DataError) as exc:
+        if mode == "nlb":
+            load_nlb(path, "mc_maze")
+        else:
+            NWBSource(NWBConfig(path=str(path), window_ms=(0, 500), behavior=("hand_vel",))).load()
+    msg = _one_line(exc)
+    assert "f.nwb" in msg and "processing/behavior/hand_vel/data" in msg and "non-finite" in msg
+
+
+def test_infinite_trial_behavior(nlb_files, tmp_path):
+    path = _copy(nlb_files["dmfc_rsg"], tmp_path)
+    with h5py.File(path, "a") as f:
+        f["intervals/trials/tp"][2] = -np.inf
+    with pytest.raises(DataError) as exc:
+        load_nlb(path, "dmfc_rsg")
+    assert "intervals/trials/tp" in _one_line(exc) and "f.nwb" in str(exc.value)

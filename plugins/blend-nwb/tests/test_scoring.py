@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blend_core.errors import DataError
+from blend_core.api import DataError
 from blend_nwb.evaluation import score_submission, submission_tree, write_h5
 from blend_nwb.nlb import load_nlb
 

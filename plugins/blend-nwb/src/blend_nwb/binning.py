@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from blend_core.errors import DataError
+from blend_core.api import DataError
 
 NS_PER_MS = 1_000_000
 
@@ -30,8 +30,17 @@ def to_ns(seconds: np.ndarray) -> np.ndarray:
 
 
 def ms_index(seconds: np.ndarray) -> np.ndarray:
-    """The millisecond each time falls in (nlb_tools: ``(t * 1000).round(6).astype(int)``)."""
-    return np.floor(np.round(np.asarray(seconds, dtype=np.float64) * 1000.0, 6)).astype(np.int64)
+    """The millisecond each time falls in (nlb_tools: ``(t * 1000).round(6).astype(int)``).
+
+    ``floor(round(y, 6))`` equals ``floor(y)`` unless ``y`` is within 1e-6 below an
+    integer; only those few values take the (slow) rounding.
+    """
+    y = np.asarray(seconds, dtype=np.float64) * 1000.0
+    out = np.floor(y)
+    near = np.flatnonzero(y - out > 1.0 - 2e-6)
+    if len(near):
+        out[near] = np.floor(np.round(y[near], 6))
+    return out.astype(np.int64)
 
 
 def first_bins(align_s: np.ndarray, offset_ms: float | np.ndarray, bin_ms: int) -> np.ndarray:
@@ -59,18 +68,42 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class SpikeIndex:
     """Spikes of a group of units, sorted by (time step, unit), for fast windowed counts."""
 
-    def __init__(self, spike_times: np.ndarray, bounds: np.ndarray, units: np.ndarray, step_ms: int) -> None:
+    def __init__(self, spike_times: np.ndarray, bounds: np.ndarray, units: np.ndarray, step_ms: int,
+                 ms: np.ndarray | None = None) -> None:
         self.n_units = len(units)
         self.step_ms = step_ms
-        parts, labels = [], []
-        for j, u in enumerate(units):
-            parts.append(spike_times[bounds[u] : bounds[u + 1]])
-            labels.append(np.full(bounds[u + 1] - bounds[u], j, dtype=np.int64))
-        times = np.concatenate(parts) if parts else np.zeros(0)
-        label = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        step = ms_index(times) // step_ms
-        keys = step * self.n_units + label
-        self.keys = np.sort(keys)
+        if ms is None:
+            ms = ms_index(spike_times)
+        pos = np.full(len(bounds) - 1, -1, np.int64)
+        pos[np.asarray(units, dtype=np.int64)] = np.arange(len(units))
+        label = np.repeat(pos, np.diff(bounds))
+        keep = label >= 0
+        self.keys = np.sort((ms[keep] // step_ms) * self.n_units + label[keep])
+
+    @classmethod
+    def for_groups(cls, spike_times: np.ndarray, bounds: np.ndarray, groups: dict[str, np.ndarray], step_ms: int,
+                   ms: np.ndarray | None = None) -> dict[str, SpikeIndex]:
+        """One index per group of units, from one sort of all spikes (same result as one each)."""
+        if ms is None:
+            ms = ms_index(spike_times)
+        n = len(bounds) - 1
+        shift = max(int(n - 1).bit_length(), 1)  # (step, unit) packed in bits: no divisions to unpack
+        ordered = np.sort(((ms // step_ms) << shift) | np.repeat(np.arange(n, dtype=np.int64), np.diff(bounds)))
+        step, unit = ordered >> shift, ordered & ((1 << shift) - 1)
+        out = {}
+        for name, units in groups.items():
+            units = np.asarray(units, dtype=np.int64)
+            pos = np.full(n, -1, np.int64)
+            pos[units] = np.arange(len(units))
+            label = pos[unit]
+            keep = label >= 0
+            idx = cls.__new__(cls)
+            idx.n_units, idx.step_ms = len(units), step_ms
+            keys = step[keep] * len(units) + label[keep]
+            # filtering keeps (step, unit) order; relabelling keeps it when units are ascending rows
+            idx.keys = keys if np.all(np.diff(units) > 0) else np.sort(keys)
+            out[name] = idx
+        return out
 
     def counts(self, first: np.ndarray, n_steps: int) -> np.ndarray:
         """(windows, n_steps, units) counts for windows starting at step ``first``."""
@@ -80,9 +113,12 @@ class SpikeIndex:
         hi = np.searchsorted(self.keys, (first + n_steps) * U, side="left")
         idx, owner = _ranges(lo, hi)
         keys = self.keys[idx]
-        flat = owner * (n_steps * U) + (keys - first[owner] * U)
-        out = np.bincount(flat, minlength=len(first) * n_steps * U)
-        return out.reshape(len(first), n_steps, U).astype(np.float32)
+        flat = owner * (n_steps * U) + (keys - first[owner] * U)  # ascending: owner, then key
+        out = np.zeros(len(first) * n_steps * U, np.float32)
+        if len(flat):  # run lengths of equal entries = counts (cheaper than a bincount of every bin)
+            starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+            out[flat[starts]] = np.diff(np.r_[starts, len(flat)])
+        return out.reshape(len(first), n_steps, U)
 
 
 class ObservedMask:
@@ -190,9 +226,76 @@ def smoothed_windows(
 
     ``spikes`` must be indexed at 1 ms. Smoothing runs within each observed stretch
     of the session (NaN gaps are not smoothed across) exactly like nlb_tools'
-    ``smooth_spk(ignore_nans=True)`` on the continuous data; only the stretch near
-    each window is ever built. Returns one (n_bins_i, units) float64 array per window.
+    ``smooth_spk(ignore_nans=True)`` on the continuous data. Smoothing then binning
+    is linear, so a window lying inside one observed stretch is one sparse product:
+    (its spikes in reach) x (the Gaussian summed over each bin), computed for all such
+    windows at once. Windows that touch a gap take the per-window FFT path
+    (``_smoothed_by_fft``). Returns one (n_bins_i, units) float64 array per window.
     """
+    first = np.asarray(first, dtype=np.int64)
+    n_bins = np.broadcast_to(np.asarray(n_bins, dtype=np.int64), first.shape)
+    out: list[np.ndarray | None] = [None] * len(first)
+    a_ms, b_ms = first * bin_ms, (first + n_bins) * bin_ms
+    run = np.searchsorted(mask.starts, a_ms, side="right") - 1
+    ok = (run >= 0) & (a_ms >= 0) & (b_ms <= mask.n_ms) & (n_bins > 0)
+    run_c = np.clip(run, 0, None)
+    ok &= (b_ms <= mask.ends[run_c]) & (a_ms < mask.ends[run_c])
+    fast = np.flatnonzero(ok)
+    for lo in range(0, len(fast), 256):  # bounded memory: 256 windows at a time
+        chunk = fast[lo : lo + 256]
+        for k, arr in zip(chunk, _smoothed_in_run(spikes, mask, first[chunk], n_bins[chunk], run_c[chunk],
+                                                   bin_ms, sd_ms)):
+            out[k] = arr
+    slow = np.flatnonzero(~ok)
+    for k, arr in zip(slow, _smoothed_by_fft(spikes, mask, first[slow], n_bins[slow], bin_ms, sd_ms)):
+        out[k] = arr
+    return out  # type: ignore[return-value]
+
+
+def _bin_kernel(w: np.ndarray, n_bins: int, bin_ms: int) -> np.ndarray:
+    """K[j, l]: weight of a spike at offset ``l`` (ms, from the window start minus the
+    kernel's reach) in bin ``j`` of the smoothed-then-binned signal (``convolve(..., 'same')``)."""
+    M = len(w)
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    L = n_bins * bin_ms + M - 1
+    j = np.arange(n_bins)[:, None] * bin_ms
+    l = np.arange(L)[None, :]
+    hi = np.clip(j + bin_ms - l + M - 1, 0, M)
+    lo = np.clip(j - l + M - 1, 0, M)
+    return cw[hi] - cw[lo]
+
+
+def _smoothed_in_run(
+    spikes: SpikeIndex, mask: ObservedMask, first: np.ndarray, n_bins: np.ndarray, run: np.ndarray,
+    bin_ms: int, sd_ms: float,
+) -> list[np.ndarray]:
+    """Windows each inside one observed stretch ``run``: spikes of that stretch times the bin kernel."""
+    from scipy import sparse
+
+    w = gaussian_window(sd_ms)
+    M, half = len(w), (len(w) - 1) // 2
+    nb_max = int(n_bins.max())
+    K = _bin_kernel(w, nb_max, bin_ms)  # (nb_max, L)
+    L = K.shape[1]
+    U = spikes.n_units
+    start = first * bin_ms - (M - 1 - half)  # ms of kernel offset l = 0 for each window
+    keys = spikes.keys
+    lo = np.searchsorted(keys, np.maximum(start, mask.starts[run]) * U, side="left")
+    hi = np.searchsorted(keys, np.minimum(start + L, mask.ends[run]) * U, side="left")
+    idx, owner = _ranges(lo, hi)
+    k = keys[idx]
+    offset = k // U - start[owner]
+    unit = k % U
+    counts = sparse.csr_matrix((np.ones(len(k)), (owner * U + unit, offset)), shape=(len(first) * U, L))
+    smoothed = np.asarray(counts @ K.T).reshape(len(first), U, nb_max)  # duplicates summed = counts
+    return [smoothed[i, :, : int(nb)].T for i, nb in enumerate(n_bins)]
+
+
+def _smoothed_by_fft(
+    spikes: SpikeIndex, mask: ObservedMask, first: np.ndarray, n_bins: np.ndarray | int,
+    bin_ms: int, sd_ms: float,
+) -> list[np.ndarray]:
+    """The general path (a window touching unobserved time): smooth each observed run near it by FFT."""
     w = gaussian_window(sd_ms)
     M = len(w)
     half = (M - 1) // 2

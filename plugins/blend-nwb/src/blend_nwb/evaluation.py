@@ -1,8 +1,9 @@
 """NLB submissions and targets (the h5 files ``nlb_tools.evaluation.evaluate`` reads) and their scoring.
 
-``score_submission`` restates nlb_tools' evaluation (co-bps, vel R2 with one ridge
-decoder per mask, psth R2 with DMFC's jitter, DMFC's speed-tp correlation, fp-bps)
-and is tested against it to 1e-6. Files are written like ``save_to_h5``: floats as
+``score_submission`` scores a submission as nlb_tools' evaluation does, with the one
+implementation of the NLB metrics in ``blend_core.metrics`` (co-bps, vel R2 with one
+ridge decoder per mask, psth R2 with DMFC's jitter, fp-bps) plus DMFC's speed-tp
+correlation, which only this file format needs; tested against nlb_tools to 1e-6. Files are written like ``save_to_h5``: floats as
 float32, integers as int32, ragged index lists as variable-length arrays.
 """
 
@@ -14,9 +15,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from blend_core.errors import DataError
+from blend_core.api import DataError, bits_per_spike, psth_r2, velocity_r2
+from blend_nwb.nlb import SPECS
 
-DATASETS = ("mc_maze", "mc_rtt", "area2_bump", "dmfc_rsg", "mc_maze_large", "mc_maze_medium", "mc_maze_small")
+DATASETS = tuple(SPECS)  #: the NLB dataset names (one table: ``blend_nwb.nlb.SPECS``)
 SUBMISSION_KEYS = ("train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout",
                    "eval_rates_heldin_forward", "eval_rates_heldout_forward")
 
@@ -46,7 +48,7 @@ def _write_group(group: h5py.Group, tree: dict[str, Any]) -> None:
 
 def write_h5(path: str | Path, tree: dict[str, Any]) -> Path:
     """Write a nested dict of arrays atomically (a new file; never appends)."""
-    from blend_core.io import atomic_write
+    from blend_core.api import atomic_write
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -83,77 +85,14 @@ def submission_tree(key: str, rates: np.ndarray, train_rows: np.ndarray, eval_ro
     }}
 
 
-# ------------------------------------------------------------------ metrics (nlb_tools' definitions)
+# ------------------------------------------------------------------ metrics (blend_core.metrics; DMFC's tp corr here)
 
-def _nll(rates: np.ndarray, spikes: np.ndarray, what: str) -> float:
-    from scipy.special import gammaln
-
-    keep = ~np.isnan(spikes)
-    rates, spikes = rates[keep].copy(), spikes[keep]
-    if np.isnan(rates).any():
-        raise DataError(f"{what}: NaN rate predictions")
-    if (rates < 0).any():
-        raise DataError(f"{what}: negative rate predictions")
-    rates[rates == 0] = 1e-9
-    return float(np.sum(rates - spikes * np.log(rates) + gammaln(spikes + 1.0)))
-
-
-def bits_per_spike(rates: np.ndarray, spikes: np.ndarray, what: str = "rates") -> float:
-    if rates.shape != spikes.shape:
-        raise DataError(f"{what}: rates shape {rates.shape} does not match spikes {spikes.shape}")
-    null = np.broadcast_to(np.nanmean(spikes, axis=tuple(range(spikes.ndim - 1)), keepdims=True), spikes.shape)
-    return (_nll(null, spikes, what) - _nll(rates, spikes, what)) / np.nansum(spikes) / np.log(2)
-
-
-def _decode_r2(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray) -> float:
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import GridSearchCV
-
-    keep = ~np.isnan(train_y[:, 0])
-    train_x, train_y = train_x[keep], train_y[keep]
-    keep = ~np.isnan(eval_y[:, 0])
-    eval_x, eval_y = eval_x[keep], eval_y[keep]
-    if np.isnan(train_x).any() or np.isnan(eval_x).any():
-        raise DataError("vel R2: NaN rate predictions within the decoded bins")
-    decoder = GridSearchCV(Ridge(), {"alpha": np.logspace(-4, 0, 9)})
-    decoder.fit(train_x, train_y)
-    return float(decoder.score(eval_x, eval_y))
-
-
-def velocity_r2(train_rates, train_behavior, train_masks, eval_rates, eval_behavior, eval_masks) -> float:
-    flat = lambda x: x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x  # noqa: E731
-    scores = [
-        _decode_r2(flat(train_rates[train_masks[:, i]]), flat(train_behavior[train_masks[:, i]]),
-                   flat(eval_rates[eval_masks[:, i]]), flat(eval_behavior[eval_masks[:, i]]))
-        for i in range(train_masks.shape[1])
-    ]
-    return float(np.mean(scores))
-
-
-def psth_r2(psth: np.ndarray, eval_rates: np.ndarray, cond_idx, jitter: np.ndarray | None = None) -> float:
-    from sklearn.metrics import r2_score
-
-    if jitter is None:
-        jitter = np.zeros(len(eval_rates), int)
-
-    def shift(x: np.ndarray, j: int) -> np.ndarray:
-        if j == 0:
-            return x
-        pad = np.full((abs(j), x.shape[1]), np.nan)
-        return np.vstack([pad, x[:-j]]) if j > 0 else np.vstack([x[-j:], pad])
-
-    true, pred = [], []
-    for c, idx in enumerate(cond_idx):
-        idx = np.asarray(idx, dtype=int)
-        if idx.size == 0:
-            continue
-        p = np.mean([shift(eval_rates[i], int(jitter[i])) for i in idx], axis=0)
-        rows = ~np.isnan(psth[c, :, 0])
-        if np.isnan(p[rows]).any():
-            raise DataError("psth R2: NaN rate predictions within the PSTH bins")
-        true.append(psth[c][rows])
-        pred.append(p[rows])
-    return float(r2_score(np.vstack(true), np.vstack(pred)))
+def _core(what: str, fn, *args, **kwargs) -> float:
+    """A ``blend_core.metrics`` function, its ``ValueError`` as a one-line ``DataError`` naming ``what``."""
+    try:
+        return float(fn(*args, **kwargs))
+    except ValueError as exc:
+        raise DataError(f"{what}: {exc}") from None
 
 
 def speed_tp_correlation(eval_spikes_heldout: np.ndarray, eval_rates: np.ndarray, eval_behavior: np.ndarray) -> float:
@@ -179,24 +118,26 @@ def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any]) -> d
             raise DataError(f"submission: {key}/{k}: missing")
     eval_rates = np.concatenate([f(sub, "eval_rates_heldin"), f(sub, "eval_rates_heldout")], axis=-1)
     spikes = f(target, "eval_spikes_heldout")
-    out: dict[str, float] = {"co-bps": float(bits_per_spike(f(sub, "eval_rates_heldout"), spikes, f"{key} co-bps"))}
+    out: dict[str, float] = {"co-bps": _core(f"{key} co-bps", bits_per_spike,
+                                             f(sub, "eval_rates_heldout"), spikes)}
     if key.startswith("dmfc_rsg"):
         out["tp corr"] = speed_tp_correlation(spikes, eval_rates, f(target, "eval_behavior"))
     else:
         train_rates = np.concatenate([f(sub, "train_rates_heldin"), f(sub, "train_rates_heldout")], axis=-1)
+        masks = {}
         if "train_decode_mask" in target:
-            tm, em = np.asarray(target["train_decode_mask"]), np.asarray(target["eval_decode_mask"])
-        else:
-            tm, em = np.ones((len(train_rates), 1), bool), np.ones((len(eval_rates), 1), bool)
-        out["vel R2"] = velocity_r2(train_rates, f(target, "train_behavior"), tm.astype(bool),
-                                    eval_rates, f(target, "eval_behavior"), em.astype(bool))
+            masks = {"train_decode_mask": np.asarray(target["train_decode_mask"]).astype(bool),
+                     "eval_decode_mask": np.asarray(target["eval_decode_mask"]).astype(bool)}
+        out["vel R2"] = _core(f"{key} vel R2", velocity_r2, train_rates, f(target, "train_behavior"),
+                              eval_rates, f(target, "eval_behavior"), **masks)
     if "psth" in target:
         jitter = np.asarray(target["eval_jitter"]).astype(int) if "eval_jitter" in target else None
-        out["psth R2"] = psth_r2(f(target, "psth"), eval_rates, target["eval_cond_idx"], jitter)
+        out["psth R2"] = _core(f"{key} psth R2", psth_r2, eval_rates, list(target["eval_cond_idx"]),
+                               f(target, "psth"), jitter=jitter)
     if "eval_rates_heldin_forward" in sub and "eval_spikes_heldin_forward" in target:
         fs = np.dstack([f(target, "eval_spikes_heldin_forward"), f(target, "eval_spikes_heldout_forward")])
         fr = np.dstack([f(sub, "eval_rates_heldin_forward"), f(sub, "eval_rates_heldout_forward")])
-        out["fp-bps"] = float(bits_per_spike(fr, fs, f"{key} fp-bps"))
+        out["fp-bps"] = _core(f"{key} fp-bps", bits_per_spike, fr, fs)
     return out
 
 

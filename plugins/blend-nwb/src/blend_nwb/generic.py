@@ -9,8 +9,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from blend_core.data import NeuralData, gaussian_smooth
-from blend_core.errors import DataError
+from blend_core.api import DataError, NeuralData, gaussian_smooth
 from blend_nwb import binning as B
 from blend_nwb.nwbfile import NWBReader
 
@@ -22,6 +21,7 @@ class GenericResult:
     data: NeuralData
     trial_ids: np.ndarray  #: trials-table row of each of our trials
     first_bins: np.ndarray  #: first bin (index on the bin grid from t=0) of each trial's window
+    heldout_units: np.ndarray | None = None  #: (units,) bool: which rows of the units table are held out
 
 
 def _bin_means(series_times: np.ndarray, values: np.ndarray, first: np.ndarray, n_bins: int, bin_ms: int) -> np.ndarray:
@@ -157,4 +157,4 @@ def load_generic(path: str | Path, cfg: Any) -> GenericResult:
         behavior=priv, behavior_names=names, decode_behavior=dec, conditions=conditions, psth=psth,
         name=path.name,
     ).validate()
-    return GenericResult(data=data, trial_ids=rows, first_bins=first)
+    return GenericResult(data=data, trial_ids=rows, first_bins=first, heldout_units=held)

@@ -18,8 +18,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from blend_core.data import NeuralData
-from blend_core.errors import DataError
+from blend_core.api import DataError, NeuralData
 from blend_nwb import binning as B
 from blend_nwb.nwbfile import NWBReader
 
@@ -28,7 +27,7 @@ log = logging.getLogger("blend.nwb")
 
 @attrs.frozen(kw_only=True)
 class NLBSpec:
-    """One dataset's parameters (nlb_tools ``PARAMS``), restated."""
+    """One dataset: nlb_tools' ``PARAMS`` restated, and where the pinned DANDI release keeps it."""
 
     name: str
     align_field: str
@@ -41,25 +40,50 @@ class NLBSpec:
     kern_sd_ms: int | None = None
     decode_by: str | None = None  #: one decoder per value 0/1 of this trial column (Area2)
     dmfc: bool = False  #: jittered go-aligned windows, set..go evaluation, trial-level behavior
+    # ---- the source: the DANDI release every example config and ``blend fetch`` use
+    dandiset: str  #: DANDI id, e.g. "000128"
+    version: str  #: the pinned published version of the dandiset
+    train_asset: str  #: path of the ``desc-train`` file inside the dandiset
+    test_asset: str  #: path of the ``desc-test`` file (test phase)
+    n_units: tuple[int, int]  #: (held-in, held-out) neurons of the real file
+
+    def assets(self) -> tuple[str, str]:
+        return (self.train_asset, self.test_asset)
+
+
+def _files(subject: str, session: str = "") -> dict[str, str]:
+    stem = f"sub-{subject}/sub-{subject}{session}"
+    return {"train_asset": f"{stem}_desc-train_behavior+ecephys.nwb", "test_asset": f"{stem}_desc-test_ecephys.nwb"}
 
 
 _MAZE = dict(align_field="move_onset_time", window_ms=(-250, 450), behavior=("hand_vel",),
              cond_fields=("trial_type", "trial_version"))
 
+#: The one table of NLB'21 datasets (nlb_tools' parameters; DANDI ids, pinned versions, assets, sizes).
 SPECS: dict[str, NLBSpec] = {
-    "mc_maze": NLBSpec(name="mc_maze", lag_ms=100, kern_sd_ms=70, **_MAZE),
+    "mc_maze": NLBSpec(name="mc_maze", lag_ms=100, kern_sd_ms=70, **_MAZE, dandiset="000128",
+                       version="0.220113.0400", **_files("Jenkins", "_ses-full"), n_units=(137, 45)),
     "mc_rtt": NLBSpec(name="mc_rtt", align_field="start_time", window_ms=(0, 600),
-                      behavior=("finger_vel",), lag_ms=140),
+                      behavior=("finger_vel",), lag_ms=140, dandiset="000129", version="0.241017.1444",
+                      **_files("Indy"), n_units=(98, 32)),
     "area2_bump": NLBSpec(name="area2_bump", align_field="move_onset_time", window_ms=(-100, 500),
                           behavior=("hand_vel",), lag_ms=-20, cond_fields=("cond_dir", "ctr_hold_bump"),
-                          kern_sd_ms=40, decode_by="ctr_hold_bump"),
+                          kern_sd_ms=40, decode_by="ctr_hold_bump", dandiset="000127", version="0.220113.0359",
+                          **_files("Han"), n_units=(49, 16)),
     "dmfc_rsg": NLBSpec(name="dmfc_rsg", align_field="go_time", window_ms=(-1500, 0),
                         behavior=("is_eye", "theta", "is_short", "ts", "tp"), trial_behavior=True,
-                        cond_fields=("is_eye", "theta", "is_short", "ts"), kern_sd_ms=70, dmfc=True),
-    "mc_maze_large": NLBSpec(name="mc_maze_large", lag_ms=120, kern_sd_ms=50, **_MAZE),
-    "mc_maze_medium": NLBSpec(name="mc_maze_medium", lag_ms=120, kern_sd_ms=50, **_MAZE),
-    "mc_maze_small": NLBSpec(name="mc_maze_small", lag_ms=120, kern_sd_ms=50, **_MAZE),
+                        cond_fields=("is_eye", "theta", "is_short", "ts"), kern_sd_ms=70, dmfc=True,
+                        dandiset="000130", version="0.220113.0407", **_files("Haydn"), n_units=(45, 15)),
+    "mc_maze_large": NLBSpec(name="mc_maze_large", lag_ms=120, kern_sd_ms=50, **_MAZE, dandiset="000138",
+                             version="0.220113.0407", **_files("Jenkins", "_ses-large"), n_units=(122, 40)),
+    "mc_maze_medium": NLBSpec(name="mc_maze_medium", lag_ms=120, kern_sd_ms=50, **_MAZE, dandiset="000139",
+                              version="0.220113.0408", **_files("Jenkins", "_ses-medium"), n_units=(114, 38)),
+    "mc_maze_small": NLBSpec(name="mc_maze_small", lag_ms=120, kern_sd_ms=50, **_MAZE, dandiset="000140",
+                             version="0.220113.0408", **_files("Jenkins", "_ses-small"), n_units=(107, 35)),
 }
+
+#: ``val``: nlb_tools' local evaluation (NLB val scored); ``test``: predict the desc-test file for the leaderboard.
+PHASES = ("val", "test")
 
 DMFC_SEG_MS = 1500
 DMFC_MAX_JITTER_MS = 300
@@ -72,8 +96,46 @@ class NLBResult:
     key: str  #: dataset key in submission/target files: name, plus ``_20`` at 20 ms
     train_rows: np.ndarray  #: our trial rows that are NLB train trials (submission train_*)
     eval_rows: np.ndarray  #: our trial rows that are NLB val trials (submission eval_*)
-    trial_ids: np.ndarray  #: trials-table row of each of our trials
-    first_bins: np.ndarray  #: first bin (on the grid from t=0) of each of our trials' windows
+    trial_ids: np.ndarray  #: trials-table row of each predicted trial (``eval_rows`` in the test phase)
+    first_bins: np.ndarray  #: first bin (on the grid from t=0) of those trials' windows
+    phase: str = "val"  #: ``test``: ``trial_ids`` and ``first_bins`` refer to the desc-test file
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class _TestTrials:
+    heldin: np.ndarray  #: (trials, T + fp, N_in); forward bins NaN (not given)
+    rows: np.ndarray  #: trials-table rows in the test file
+    first: np.ndarray  #: first bin of each window
+
+
+def _test_trials(path: Path, spec: NLBSpec, bin_ms: int, T: int, fp: int, n_heldin: int, n_heldout: int) -> _TestTrials:
+    """The desc-test file's trials as nlb_tools' ``make_eval_input_tensors(trial_split='test')`` bins them.
+
+    Its units are the held-in units only, in the train file's order; DMFC's jitter is 0 for test trials.
+    """
+    with NWBReader(path) as r:
+        units = r.units(need_heldout=False, need_obs_intervals=True)
+        split = r.trial("split").astype(str)
+        align = r.trial(spec.align_field).astype(float)
+        stop = r.trial("stop_time")
+        unit_ids = np.asarray(r.h5["units/id"][()]) if "units/id" in r.h5 else np.arange(units.n_units)
+        n_ms = _session_ms(r, units.obs_intervals, stop)
+    members = np.arange(units.n_units)
+    if units.heldout is not None:
+        members = members[~units.heldout]
+    if len(members) != n_heldin:
+        raise DataError(f"{path}: units: {len(members)} held-in units, but the train file has {n_heldin}; "
+                        "is this the desc-test file of the same dataset?")
+    members = members[np.argsort(unit_ids[members], kind="stable")]
+    rows = np.flatnonzero((split == "test") & ~np.isnan(align))
+    if len(rows) == 0:
+        raise DataError(f"{path}: intervals/trials/split: no 'test' trials with {spec.align_field}; "
+                        "expected the ..._desc-test_ecephys.nwb file")
+    first = B.first_bins(align[rows], spec.window_ms[0], bin_ms)
+    idx = B.SpikeIndex(units.spike_times, units.bounds, members, bin_ms)
+    heldin = B.windows(idx, B.ObservedMask(units.obs_intervals[members[0]], n_ms), first, T + fp, bin_ms)
+    heldin[:, T:] = np.nan
+    return _TestTrials(heldin=heldin, rows=rows, first=first)
 
 
 def _dmfc_jitter(tp: np.ndarray, split: np.ndarray, bin_ms: int, seed: int = 0) -> np.ndarray:
@@ -120,17 +182,15 @@ def _psth(
     combos = sorted({tuple(row) for row in cond[keep].tolist()})
     train_ids = np.flatnonzero(train & valid_align)
     eval_ids = np.flatnonzero(val & valid_align)
-    smooth_cache: dict[int, np.ndarray] = {}
+    # every trial a PSTH may use, smoothed once (all at once: see B.smoothed_windows)
+    cand = np.flatnonzero(keep & ~skip & valid_align)
+    parts = [B.smoothed_windows(idx[g], masks[g], first[cand], n_bins[cand], bin_ms, spec.kern_sd_ms)
+             for g in ("heldin", "heldout")]
+    where = np.full(len(train), -1)
+    where[cand] = np.arange(len(cand))
 
     def smoothed(rows: np.ndarray) -> list[np.ndarray]:
-        need = [r for r in rows if r not in smooth_cache]
-        if need:
-            need = np.array(need)
-            parts = [B.smoothed_windows(idx[g], masks[g], first[need], n_bins[need], bin_ms, spec.kern_sd_ms)
-                     for g in ("heldin", "heldout")]
-            for k, r in enumerate(need):
-                smooth_cache[int(r)] = np.concatenate([parts[0][k], parts[1][k]], axis=1)
-        return [smooth_cache[int(r)] for r in rows]
+        return [np.concatenate([parts[0][where[r]], parts[1][where[r]]], axis=1) for r in rows]
 
     psths, train_idx, eval_idx = [], [], []
     for combo in combos:
@@ -182,9 +242,21 @@ def _isnan(a: np.ndarray) -> np.ndarray:
 
 def load_nlb(
     path: str | Path, dataset: str, *, bin_ms: int = 5, val_fraction: float = 0.1, seed: int = 0,
-    behavior_lag_ms: int | None = None, standardize_behavior: bool = True,
+    behavior_lag_ms: int | None = None, standardize_behavior: bool = True, phase: str = "val",
+    test_path: str | Path | None = None,
 ) -> NLBResult:
-    """Read an NLB'21 ``..._desc-train_behavior+ecephys.nwb`` file into NeuralData and the NLB target."""
+    """Read an NLB'21 ``..._desc-train_behavior+ecephys.nwb`` file into NeuralData and the NLB target.
+
+    ``phase="val"`` (nlb_tools' local evaluation): NLB val trials are our scored ``test``.
+    ``phase="test"`` (the leaderboard): NLB train trials are our ``train``, NLB val trials our
+    ``val`` (early stopping), and the trials of ``test_path`` (the ``desc-test`` file) our
+    ``test``; they have no held-out or forward spikes, so nothing is scored locally and
+    ``target`` is empty.
+    """
+    if phase not in PHASES:
+        raise DataError(f"data.phase: expected one of {', '.join(PHASES)}, got {phase!r}")
+    if phase == "test" and test_path is None:
+        raise DataError("data.test_path: required with data.phase: test (the ..._desc-test_ecephys.nwb file)")
     if dataset not in SPECS:
         raise DataError(f"data.dataset: unknown NLB dataset {dataset!r}; expected one of {', '.join(SPECS)}")
     spec = SPECS[dataset]
@@ -235,21 +307,23 @@ def load_nlb(
     jitter = np.zeros(len(split))
     if spec.dmfc:  # seeded per split, as make_*_tensors(seed=0) do
         tp = cols["tp"].astype(float)
-        for m in (is_train, is_val):
+        # nlb_tools seeds once per make_* call: train and val apart (val phase), together (test phase)
+        for m in ((is_train, is_val) if phase == "val" else (is_train | is_val,)):
             jitter[m] = _dmfc_jitter(tp[m], split[m], bin_ms)
     first = B.first_bins(np.nan_to_num(align_s), spec.window_ms[0] + jitter, bin_ms)
 
     rows = np.flatnonzero((is_train | is_val) & valid_align)
-    idx = {g: B.SpikeIndex(units.spike_times, units.bounds, groups[g], bin_ms) for g in groups}
+    spike_ms = B.ms_index(units.spike_times)
+    idx = B.SpikeIndex.for_groups(units.spike_times, units.bounds, groups, bin_ms, spike_ms)
     masks = {g: B.ObservedMask(units.obs_intervals[groups[g][0]], n_ms) for g in groups}
     heldin = B.windows(idx["heldin"], masks["heldin"], first[rows], T + fp, bin_ms)
     heldout = B.windows(idx["heldout"], masks["heldout"], first[rows], T + fp, bin_ms)
 
     nlb_train = is_train[rows]
     nlb_val = is_val[rows]
-    ours = np.where(nlb_val, "test", "train").astype(object)
+    ours = np.where(nlb_val, "val" if phase == "test" else "test", "train").astype(object)
     train_pos = np.flatnonzero(nlb_train)
-    n_val = int(round(val_fraction * len(train_pos)))
+    n_val = int(round(val_fraction * len(train_pos))) if phase == "val" else 0
     if n_val:
         ours[np.random.default_rng(seed).permutation(train_pos)[:n_val]] = "val"
     ours = ours.astype(str)
@@ -304,8 +378,8 @@ def load_nlb(
     # ---- PSTHs (nlb_tools smooths the continuous 1 ms spikes, then bins)
     psth = conditions = None
     train_cond = eval_cond = None
-    if spec.cond_fields:
-        idx1 = {g: B.SpikeIndex(units.spike_times, units.bounds, groups[g], 1) for g in groups}
+    if spec.cond_fields and phase == "val":
+        idx1 = B.SpikeIndex.for_groups(units.spike_times, units.bounds, groups, 1, spike_ms)
         if spec.dmfc:
             pf = B.first_bins(np.nan_to_num(cols["set_time"].astype(float)), 0, bin_ms)
             pn = B.last_bins(np.nan_to_num(align_s), bin_ms) - pf
@@ -328,12 +402,29 @@ def load_nlb(
         psth_full = None
 
     key = dataset + ("" if bin_ms == 5 else f"_{bin_ms}")
+    trial_ids, first_rows = rows, first[rows]
+    if phase == "test":
+        test = _test_trials(Path(test_path), spec, bin_ms, T, fp, heldin.shape[2], heldout.shape[2])
+        heldin = np.concatenate([heldin, test.heldin])
+        heldout_scored = np.concatenate([heldout_scored, np.full_like(test.heldin[..., :1], np.nan).repeat(
+            heldout.shape[2], axis=2)])
+        ours = np.concatenate([ours, np.full(len(test.rows), "test")])
+        behavior = np.concatenate([behavior, np.zeros((len(test.rows),) + behavior.shape[1:], behavior.dtype)])
+        if decode is not None:
+            decode = np.concatenate([decode, np.full((len(test.rows),) + decode.shape[1:], np.nan)])
+        if groups_arr is not None:
+            groups_arr = np.concatenate([groups_arr, np.full(len(test.rows), -1, np.int64)])
+        trial_ids, first_rows = test.rows, test.first
     data = NeuralData(
         heldin=heldin, heldout=heldout_scored, fp_bins=fp, split=ours, bin_ms=float(bin_ms),
         behavior=behavior, behavior_names=names, decode_behavior=decode, decode_groups=groups_arr,
         conditions=conditions, psth=psth, name=f"{key} ({path.name})",
     ).validate()
 
+    if phase == "test":  # submission: train_* over NLB train + val trials, eval_* over the test file's
+        n = len(rows)
+        return NLBResult(data=data, target={}, key=key, train_rows=np.arange(n), eval_rows=n + np.arange(len(trial_ids)),
+                         trial_ids=trial_ids, first_bins=first_rows, phase=phase)
     # ---- the nlb_tools evaluation target for NLB val
     tr, ev = np.flatnonzero(nlb_train), np.flatnonzero(nlb_val)
     target: dict[str, Any] = {
@@ -359,7 +450,7 @@ def load_nlb(
             target["eval_jitter"] = np.round(jitter[rows][ev] / bin_ms).astype(int)
             target["train_jitter"] = np.round(jitter[rows][tr] / bin_ms).astype(int)
     return NLBResult(data=data, target=target, key=key, train_rows=tr, eval_rows=ev, trial_ids=rows,
-                     first_bins=first[rows])
+                     first_bins=first[rows], phase=phase)
 
 
 def _object_array(items: list[np.ndarray]) -> np.ndarray:

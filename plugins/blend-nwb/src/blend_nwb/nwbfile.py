@@ -15,7 +15,7 @@ import attrs
 import h5py
 import numpy as np
 
-from blend_core.errors import DataError
+from blend_core.api import DataError
 
 #: Where behavior series are looked up, in order, when given by bare name.
 BEHAVIOR_GROUPS = ("processing/behavior", "acquisition")
@@ -51,6 +51,19 @@ def _decode(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in ("O", "S"):
         return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
     return values
+
+
+def _check_values(reader: NWBReader, obj: str, values: np.ndarray, *, allow_nan: bool = False,
+                  nonnegative: bool = False) -> None:
+    """Refuse infinite (and, unless allowed, NaN or negative) numbers, naming the file and field."""
+    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
+    if bad.any():
+        first = values[bad].flat[0]
+        allowed = "finite numbers or NaN for gaps" if allow_nan else "finite numbers"
+        raise reader.fail(obj, f"{int(bad.sum())} non-finite values (first: {first}); expected {allowed}")
+    if nonnegative and values.size and np.nanmin(values) < 0:
+        raise reader.fail(obj, f"{int((values < 0).sum())} negative values (min {np.nanmin(values)}); "
+                          "expected times >= 0 s on the session clock")
 
 
 class NWBReader:
@@ -107,6 +120,7 @@ class NWBReader:
             raise self.fail("units", "the table has no units")
         if bounds[-1] != len(times) or np.any(np.diff(bounds) < 0):
             raise self.fail("units/spike_times_index", "index does not match spike_times")
+        _check_values(self, "units/spike_times", times, nonnegative=True)
         heldout = None
         if "heldout" in g:
             heldout = np.asarray(self._read(g["heldout"], "units/heldout")).astype(bool)
@@ -119,6 +133,7 @@ class NWBReader:
             oidx = np.concatenate([[0], self._read(g["obs_intervals_index"], "units/obs_intervals_index")])
             if flat.ndim != 2 or flat.shape[1] != 2 or len(oidx) != len(bounds):
                 raise self.fail("units/obs_intervals", "expected (k, 2) intervals per unit")
+            _check_values(self, "units/obs_intervals", flat, nonnegative=True)
             obs = [flat[oidx[i] : oidx[i + 1]] for i in range(len(oidx) - 1)]
         elif need_obs_intervals:
             raise self.fail("units/obs_intervals", "column missing; expected per-unit observation "
@@ -151,6 +166,8 @@ class NWBReader:
         values = np.asarray(self._read(g[column], f"intervals/trials/{column}"))
         if values.ndim != 1:
             raise self.fail(f"intervals/trials/{column}", f"expected one value per trial, got shape {values.shape}")
+        if values.dtype.kind == "f":  # NaN marks a missing value (e.g. tp of test trials); inf is an error
+            _check_values(self, f"intervals/trials/{column}", values, allow_nan=True)
         return _decode(values)
 
     # ------------------------------------------------------------ behavior
@@ -206,5 +223,7 @@ class NWBReader:
             raise self.fail(path, "neither 'timestamps' nor 'starting_time' with a rate")
         if len(times) != data.shape[0]:
             raise self.fail(path, f"{len(times)} timestamps for {data.shape[0]} samples")
+        _check_values(self, f"{path}/data", data, allow_nan=True)  # NaN samples are gaps, interpolated
+        _check_values(self, f"{path}/timestamps", times)
         return Series(name=path.rsplit("/", 1)[-1], data=data, times=times, rate=rate,
                       starting_time=start, dtype=dtype)

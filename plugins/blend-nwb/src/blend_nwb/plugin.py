@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from typing import Any
 
-from blend_core.hookspecs import hookimpl
-from blend_core.registry import Register
-from blend_nwb.source import NWBConfig, build_source, nlb_result_for
+from blend_core.api import Register, hookimpl
+from blend_nwb.nlb import SPECS
+from blend_nwb.source import NWBConfig, NWBSource, build_source
 
 log = logging.getLogger("blend.nwb")
 
@@ -21,25 +22,30 @@ def blend_add_data_sources(register: Register) -> None:
 
 @hookimpl
 def blend_run_finished(run: Any) -> None:
-    """NLB mode: write ``nlb-target.h5`` and ``submission-<role>.h5``; metrics become nlb_tools' scores."""
-    if run.config.data.type != "nwb" or getattr(run.config.data.options, "dataset", None) is None:
+    """Record the input files' sha256 (``nwb-source.json``); in NLB mode write ``submission-<role>.h5``
+    and, in the val phase, ``nlb-target.h5`` with metrics replaced by nlb_tools' scores."""
+    source = run.source
+    if run.config.data.type != "nwb" or not isinstance(source, NWBSource):
+        return
+    from blend_core.api import write_json
+
+    from blend_nwb import __version__
+
+    write_json(run.out_dir / "nwb-source.json", {
+        "plugin": f"blend-nwb {__version__}", "dataset": source.config.dataset,
+        "phase": source.config.phase if source.config.dataset else None, "files": source.files})
+    res = source.nlb
+    if res is None:
         return
     from blend_nwb.evaluation import score_submission, submission_tree, write_h5
 
-    found = nlb_result_for(run.data)
-    if found is None:
-        from blend_nwb.nlb import load_nlb
-
-        opts = run.config.data.options
-        res = load_nlb(opts.path, opts.dataset, bin_ms=opts.bin_ms, val_fraction=opts.val_fraction, seed=opts.seed,
-                       behavior_lag_ms=opts.behavior_lag_ms, standardize_behavior=opts.standardize_behavior)
-    else:
-        res = found[0]
     data = res.data
-    target_path = write_h5(run.out_dir / "nlb-target.h5", {res.key: res.target})
+    target_path = None if res.phase == "test" else write_h5(run.out_dir / "nlb-target.h5", {res.key: res.target})
     for role, pred in run.predictions.items():
         tree = submission_tree(res.key, pred["rates"], res.train_rows, res.eval_rows, data.window_bins, data.n_heldin)
         path = write_h5(run.out_dir / f"submission-{role}.h5", tree)
+        if target_path is None:  # test phase: the leaderboard scores it
+            continue
         scores = score_submission(path, target_path)[res.key]
         mine = run.metrics.setdefault(role, {})
         for name, value in scores.items():
@@ -57,13 +63,28 @@ def blend_add_commands(subparsers: Any) -> None:
     score.add_argument("target", help="target .h5 (e.g. RUN_DIR/nlb-target.h5)")
     score.add_argument("--json", action="store_true", help="print JSON instead of lines")
     score.set_defaults(handler=_score_command)
+    fetch = subparsers.add_parser("fetch", help="download an NLB dataset's pinned DANDI files (blend-nwb[fetch])")
+    fetch.add_argument("dataset", help="NLB dataset: " + ", ".join(SPECS))
+    fetch.add_argument("--dir", default=".", help="download into DIR/<dandiset>/ (default: the current directory)")
+    fetch.set_defaults(handler=_fetch_command)
+
+
+def _fetch_command(args: Any) -> int:
+    from blend_nwb.fetch import fetch
+
+    files = fetch(args.dataset, args.dir)
+    spec = SPECS[args.dataset]
+    print(f"DANDI:{spec.dandiset}/{spec.version} ({args.dataset}): {files['train']} and {files['test']}; "
+          "data.path is the first (printed below), data.phase: test reads the second", file=sys.stderr)
+    print(files["train"])  # alone on stdout: blend run ... --set data.path=$(blend fetch DATASET)
+    return 0
 
 
 def _score_command(args: Any) -> int:
     import json
     from pathlib import Path
 
-    from blend_core.errors import BlendError
+    from blend_core.api import BlendError
     from blend_nwb.evaluation import score_submission
 
     for path in (args.submission, args.target):

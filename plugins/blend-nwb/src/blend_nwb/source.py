@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import weakref
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 
-from blend_core.data import NeuralData
-from blend_core.errors import ConfigError, DataError
-from blend_nwb.nlb import SPECS, NLBResult, load_nlb
+from blend_core.api import ConfigError, DataError, NeuralData
+from blend_nwb.cache import cached_nlb, sha256_file
+from blend_nwb.nlb import PHASES, SPECS, NLBResult, load_nlb
 
 log = logging.getLogger("blend.nwb")
 
@@ -33,6 +32,8 @@ class NWBConfig:
     seed: int = 0  #: val carve-out (NLB) / random splits and held-out units (generic)
     behavior_lag_ms: int | None = None  #: NLB mode: lag of the teacher's behavior; default the dataset's
     standardize_behavior: bool = True  #: z-score the teacher's behavior with train statistics
+    phase: str = "val"  #: NLB mode: ``val`` scores NLB val locally; ``test`` predicts the desc-test file
+    test_path: str | None = None  #: NLB test phase: the desc-test file (default: next to ``path``)
     # ---- generic mode only
     heldout_column: str | None = None  #: boolean units column marking held-out neurons
     heldout_fraction: float | None = None  #: else this share of units, chosen with ``seed`` (default 0.25)
@@ -60,59 +61,79 @@ def check_config(cfg: NWBConfig) -> None:
                 problems.append(f"data.{key}: only without data.dataset; NLB datasets fix it")
         if cfg.bin_ms not in (5, 20):
             problems.append(f"data.bin_ms: NLB datasets use 5 or 20, got {cfg.bin_ms}")
-    elif cfg.bin_ms < 1:
-        problems.append(f"data.bin_ms: expected a positive number of ms, got {cfg.bin_ms}")
+        if cfg.phase not in PHASES:
+            problems.append(f"data.phase: expected one of {', '.join(PHASES)}, got {cfg.phase!r}")
+    else:
+        if cfg.bin_ms < 1:
+            problems.append(f"data.bin_ms: expected a positive number of ms, got {cfg.bin_ms}")
+        if cfg.phase != "val" or cfg.test_path is not None:
+            problems.append("data.phase / data.test_path: only with data.dataset (the NLB test phase)")
     if problems:
         raise ConfigError(problems)
 
 
-# NeuralData -> the NLB result it came from, for the run-finished hook (same process).
-_NLB_RESULTS: dict[int, tuple[weakref.ref, NLBResult, NWBConfig]] = {}
-
-
-def nlb_result_for(data: Any) -> tuple[NLBResult, NWBConfig] | None:
-    entry = _NLB_RESULTS.get(id(data))
-    if entry is None or entry[0]() is not data:
-        return None
-    return entry[1], entry[2]
+def test_file_for(cfg: NWBConfig) -> Path:
+    """The desc-test file: ``test_path``, or the DANDI sibling of the desc-train ``path``."""
+    if cfg.test_path:
+        return Path(cfg.test_path)
+    path = Path(cfg.path)
+    if "desc-train_behavior+ecephys" not in path.name:
+        raise DataError(f"data.test_path: required with data.phase: test (cannot derive the desc-test file "
+                        f"from {path.name})")
+    return path.with_name(path.name.replace("desc-train_behavior+ecephys", "desc-test_ecephys"))
 
 
 @attrs.define
 class NWBSource:
+    """Loads the session(s); keeps what it loaded for the run-finished hook and ``blend predict``."""
+
     config: NWBConfig
-    trial_ids: np.ndarray | None = None
-    first_bins: np.ndarray | None = None
-    data: NeuralData | None = None
+    result: Any = None  #: NLBResult (NLB mode) or GenericResult
+    files: dict[str, dict[str, Any]] = attrs.Factory(dict)  #: role -> {path, sha256, bytes}
+
+    @property
+    def data(self) -> NeuralData | None:
+        return None if self.result is None else self.result.data
+
+    @property
+    def nlb(self) -> NLBResult | None:
+        return self.result if isinstance(self.result, NLBResult) else None
+
+    def _record(self, role: str, path: Path) -> str:
+        digest = sha256_file(path)
+        self.files[role] = {"path": str(path.resolve()), "sha256": digest, "bytes": path.stat().st_size}
+        return digest
 
     def load(self) -> NeuralData:
         cfg = self.config
         check_config(cfg)
+        path = Path(cfg.path)
+        hashes = {"train": self._record("train" if cfg.dataset else "session", path)}
         if cfg.dataset is not None:
-            res = load_nlb(cfg.path, cfg.dataset, bin_ms=cfg.bin_ms, val_fraction=cfg.val_fraction,
-                           seed=cfg.seed, behavior_lag_ms=cfg.behavior_lag_ms,
-                           standardize_behavior=cfg.standardize_behavior)
-            _NLB_RESULTS[id(res.data)] = (weakref.ref(res.data), res, cfg)
-            self.trial_ids = res.trial_ids
-            self.first_bins = res.first_bins
-            self.data = res.data
-            return res.data
+            test_path = None
+            if cfg.phase == "test":
+                test_path = test_file_for(cfg)
+                hashes["test"] = self._record("test", test_path)
+            settings = {k: getattr(cfg, k) for k in ("dataset", "bin_ms", "val_fraction", "seed", "behavior_lag_ms",
+                                                     "standardize_behavior", "phase")}
+            key = cfg.dataset + ("" if cfg.bin_ms == 5 else f"_{cfg.bin_ms}")
+            self.result = cached_nlb(hashes, settings, f"{key} ({path.name})", lambda: load_nlb(
+                path, cfg.dataset, bin_ms=cfg.bin_ms, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                behavior_lag_ms=cfg.behavior_lag_ms, standardize_behavior=cfg.standardize_behavior,
+                phase=cfg.phase, test_path=test_path))
+            return self.result.data
         from blend_nwb.generic import load_generic
 
-        res = load_generic(cfg.path, cfg)
-        self.trial_ids, self.first_bins, self.data = res.trial_ids, res.first_bins, res.data
-        return res.data
+        self.result = load_generic(path, cfg)
+        return self.result.data
 
     def write_predictions(self, predictions: dict[str, Any], out_dir: Path) -> list[Path]:
-        """A copy of the input session with the predictions in ``processing/blend`` (never the input)."""
+        """A small derived NWB file of the predicted trials (see ``blend_nwb.predictions``) and predictions.npz."""
         from blend_nwb.predictions import write_predictions_nwb
 
-        if self.data is None:
+        if self.result is None:
             self.load()
-        src = Path(self.config.path)
-        out = Path(out_dir) / f"{src.stem}_blend-predictions.nwb"
-        if out.resolve() == src.resolve():
-            raise DataError(f"{out}: refusing to overwrite the input file")
-        return [write_predictions_nwb(src, out, predictions, self.trial_ids, self.first_bins, self.data)]
+        return write_predictions_nwb(self, predictions, Path(out_dir))
 
 
 def build_source(config: NWBConfig) -> NWBSource:

@@ -24,13 +24,6 @@ import numpy as np
 
 from blend_nwb.nlb import SPECS
 
-#: Per-dataset sizes of the real files (held-in, held-out), for reference and defaults.
-NLB_SIZES = {
-    "mc_maze": (137, 45), "mc_rtt": (98, 32), "area2_bump": (49, 16), "dmfc_rsg": (45, 15),
-    "mc_maze_large": (122, 40), "mc_maze_medium": (114, 38), "mc_maze_small": (107, 35),
-}
-
-
 @attrs.frozen(kw_only=True)
 class SyntheticNLB:
     dataset: str = "mc_maze"
