@@ -134,8 +134,9 @@ def finish_run(
 ) -> RunResult:
     """Score and predict with every role, add the task's reference rows, let plugins add outputs,
     write ``metrics.json``."""
-    predictions = {role: task.predict(models[role]) for role in models}
-    metrics = {role: task.evaluate(models[role], predictions[role]) for role in models}
+    order = sorted(models, key=lambda r: ("baseline", "teacher", "student").index(r) if r in ROLES else 3)
+    predictions = {role: task.predict(models[role]) for role in order}
+    metrics = {role: task.evaluate(models[role], predictions[role]) for role in order}
     metrics.update(reference_rows(task))
     result = RunResult(
         config=config, out_dir=out_dir, source=source, data=data, task=task, models=models,
