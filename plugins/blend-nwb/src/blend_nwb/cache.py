@@ -162,8 +162,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], name: str) -> Any:
 def cached_nlb(file_hashes: dict[str, str], settings: dict[str, Any], name: str, compute: Callable[[], Any]) -> Any:
     """``compute()`` (an ``NLBResult``), or the stored entry for these files and settings.
 
-    An entry is a directory of ``.npy`` files (no archive, no checksum pass: a warm load is
-    a plain read) plus ``meta.json``, built under a temporary name and renamed into place
+    An entry is a directory of ``.npy`` files (no archive, no checksum pass: a warm load maps
+    them copy-on-write) plus ``meta.json``, built under a temporary name and renamed into place
     in one step, so a reader sees a complete entry or none.
     """
     root = cache_dir()
@@ -173,7 +173,8 @@ def cached_nlb(file_hashes: dict[str, str], settings: dict[str, Any], name: str,
     if entry.is_dir():
         try:
             names = json.loads((entry / "meta.json").read_text())["arrays"]
-            arrays = {k: np.load(entry / f"{k}.npy", allow_pickle=False) for k in names}
+            # copy-on-write maps: pages are read when used, and a write lands in memory, never in the entry
+            arrays = {k: np.load(entry / f"{k}.npy", allow_pickle=False, mmap_mode="c") for k in names}
             res = _from_arrays(arrays, name)
             log.info("loaded prepared tensors from the cache %s", entry)
             return res
