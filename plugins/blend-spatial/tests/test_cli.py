@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_concat_fusion_and_the_synthetic_source_run(tmp_path, capsys):
 def test_plugins_lists_the_spatial_components(capsys):
     code, stdout, _ = blend(capsys, "plugins")
     assert code == 0
-    assert "spatial  blend-spatial-0.1.0" in stdout
+    assert re.search(r"^spatial  blend-spatial[ -]0\.1\.0", stdout, re.M)
     for name in ("anndata", "spatial_synthetic", "neuron_identity", "neuprint"):
         assert f" {name} " in stdout
 
