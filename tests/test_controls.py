@@ -81,7 +81,7 @@ def test_run_with_the_control_scores_and_tracks_its_roles(controlled, tmp_path):
     out = tmp_path / "run"
     result = run(config, plugins, out_dir=out)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics)[:5] == ["teacher", "student", "baseline", *CONTROL_ROLES]
+    assert list(metrics)[:5] == ["baseline", "teacher", "student", *CONTROL_ROLES]
     assert metrics == result.metrics
     for role in CONTROL_ROLES:
         assert (out / "checkpoints" / f"{role}.pt").exists()
