@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator, Literal
 
 import attrs
@@ -135,12 +136,18 @@ class NeuralTask:
     def references(self) -> dict[str, dict[str, float]]:
         """``smoothing`` (NLB's spike-smoothing + Poisson GLM baseline) and ``oracle`` (true rates,
         when known), scored like the models: rows that say whether a model is any good."""
-        from blend_core.references import smoothing_rates
+        return {row: dict(values) for row, values in _reference_rows(self.data).items()}
 
-        rows = {"smoothing": score_rates(self.data, smoothing_rates(self.data)[0])}
-        if self.data.true_rates is not None:
-            rows["oracle"] = score_rates(self.data, self.data.true_rates)
-        return rows
+
+@functools.lru_cache(maxsize=1)
+def _reference_rows(data: NeuralData) -> dict[str, dict[str, float]]:
+    """Cached per data object (identity): ``--seeds K`` shares one loaded dataset, so the GLMs fit once."""
+    from blend_core.references import smoothing_rates
+
+    rows = {"smoothing": score_rates(data, smoothing_rates(data)[0])}
+    if data.true_rates is not None:
+        rows["oracle"] = score_rates(data, data.true_rates)
+    return rows
 
 
 def score_rates(data: NeuralData, rates: np.ndarray) -> dict[str, float]:

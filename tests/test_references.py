@@ -85,3 +85,19 @@ def test_task_references_rows():
     assert rows["smoothing"]["co-bps"] < rows["oracle"]["co-bps"]
     no_truth = attrs.evolve(data, true_rates=None)
     assert set(NeuralTask(MaskedModelingConfig(), no_truth, torch.device("cpu")).references()) == {"smoothing"}
+
+
+def test_references_fit_once_per_dataset(monkeypatch):
+    """``--seeds K`` builds K tasks on one loaded dataset: the smoothing GLMs must not be refitted K times."""
+    import blend_core.references as references
+
+    calls = []
+    real = references.smoothing_rates
+    monkeypatch.setattr(references, "smoothing_rates", lambda data: calls.append(data) or real(data))
+    data = generate(SMALL)
+    rows = [NeuralTask(MaskedModelingConfig(), data, torch.device("cpu")).references() for _ in range(3)]
+    assert len(calls) == 1 and rows[0] == rows[1] == rows[2]
+    rows[0]["smoothing"]["co-bps"] = 99.0  # a caller changing its rows changes nobody else's
+    assert NeuralTask(MaskedModelingConfig(), data, torch.device("cpu")).references() == rows[1]
+    NeuralTask(MaskedModelingConfig(), generate(attrs.evolve(SMALL, seed=SMALL.seed + 1)), torch.device("cpu")).references()
+    assert len(calls) == 2  # another dataset is fitted anew
