@@ -36,7 +36,7 @@ _OFF = {"", "0", "off", "none", "false", "no"}
 #: a file's digest is remembered only once the file has been left alone this long (s)
 MEMO_MIN_AGE_S = 2.0
 #: modules whose code decides the cached values
-_LOADER_MODULES = ("nlb.py", "binning.py", "nwbfile.py", "cache.py")
+_LOADER_MODULES = ("nlb.py", "binning.py", "nwbfile.py", "cache.py", "truth.py")
 
 
 def cache_dir() -> Path | None:
@@ -112,7 +112,7 @@ def entry_key(file_hashes: dict[str, str], settings: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ NLBResult <-> npz
 
 _DATA_FIELDS = ("heldin", "heldout", "split", "behavior", "behavior_names", "decode_behavior", "decode_groups",
-                "conditions", "psth")
+                "conditions", "psth", "true_rates")
 
 
 def _to_arrays(res: Any) -> dict[str, np.ndarray]:

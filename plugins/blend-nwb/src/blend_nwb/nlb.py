@@ -21,6 +21,7 @@ import numpy as np
 from blend_core.api import DataError, NeuralData
 from blend_nwb import binning as B
 from blend_nwb.nwbfile import NWBReader
+from blend_nwb.truth import expected_counts, read_truth
 
 log = logging.getLogger("blend.nwb")
 
@@ -282,6 +283,7 @@ def load_nlb(
             behavior_series = r.series(spec.behavior[0])
             order = _channel_order(r, spec.behavior[0], behavior_series.data.shape[1])
         n_ms = _session_ms(r, units.obs_intervals, cols["stop_time"])
+        truth = read_truth(r) if phase == "val" else None  # synthetic files only: the oracle's true rates
 
     heldout_mask = units.heldout
     groups = {"heldin": np.flatnonzero(~heldout_mask), "heldout": np.flatnonzero(heldout_mask)}
@@ -415,10 +417,14 @@ def load_nlb(
         if groups_arr is not None:
             groups_arr = np.concatenate([groups_arr, np.full(len(test.rows), -1, np.int64)])
         trial_ids, first_rows = test.rows, test.first
+    true_rates = None
+    if truth is not None:
+        true_rates = expected_counts(truth, np.concatenate([groups["heldin"], groups["heldout"]]),
+                                     cols["start_time"][rows], cols["stop_time"][rows], first[rows], T + fp, bin_ms)
     data = NeuralData(
         heldin=heldin, heldout=heldout_scored, fp_bins=fp, split=ours, bin_ms=float(bin_ms),
         behavior=behavior, behavior_names=names, decode_behavior=decode, decode_groups=groups_arr,
-        conditions=conditions, psth=psth, name=f"{key} ({path.name})",
+        conditions=conditions, psth=psth, true_rates=true_rates, name=f"{key} ({path.name})",
     ).validate()
 
     if phase == "test":  # submission: train_* over NLB train + val trials, eval_* over the test file's

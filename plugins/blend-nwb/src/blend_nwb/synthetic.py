@@ -12,6 +12,14 @@ per-trial gain and timing jitter; neurons are Poisson with log-rates linear in t
 velocity 100 ms later (neurons lead the hand), so behavior pins down per-trial
 variability the spikes show only noisily. DMFC: rates ramp from set to go with a
 slope set by the produced interval ``tp``.
+
+With ``truth`` (the default) the train file also keeps what made its spikes, so a
+loader can compute the true rates (an ``oracle`` row): the 1 kHz latent drive in
+``processing/synthetic_truth/latent_drive`` and, per unit, the log base rate
+``units/truth_log_rate`` (log Hz) and the loading ``units/truth_loading`` (one row per
+drive channel). Spikes of millisecond ``m`` are Poisson with mean
+``min(exp(truth_log_rate + latent_drive[m] @ truth_loading) / 1000, 0.5)`` inside the
+trial's observed interval. NLB's own files have none of this.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class SyntheticNLB:
     n_conditions: int = 6
     base_rate_hz: float = 12.0
     seed: int = 0
+    truth: bool = True  #: keep the generative parameters in the train file (true rates for an oracle)
 
 
 def _trial_times(cfg: SyntheticNLB, n: int, rng: np.random.Generator, t0: float) -> dict[str, np.ndarray]:
@@ -103,7 +112,7 @@ def _session(cfg: SyntheticNLB, n: int, rng: np.random.Generator, loading: np.nd
         unit_parts.append(np.repeat(unit, reps))
     spike_ms = np.concatenate(ms_parts)
     spike_unit = np.concatenate(unit_parts)
-    return times, cond, vel, (spike_ms, spike_unit), end_ms
+    return times, cond, vel, (spike_ms, spike_unit), end_ms, drive
 
 
 def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test_path: str | Path | None = None,
@@ -126,7 +135,8 @@ def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test
     heldout[rng.permutation(n_units)[: cfg.n_heldout]] = True
 
     def build(n: int, splits: np.ndarray, with_behavior: bool, units_mask: np.ndarray, desc: str) -> NWBFile:
-        times, cond, vel, (spike_ms, spike_unit), end_ms = _session(cfg, n, rng, loading, base)
+        times, cond, vel, (spike_ms, spike_unit), end_ms, drive = _session(cfg, n, rng, loading, base)
+        truth = cfg.truth and desc == "train"
         order = np.argsort(spike_unit, kind="stable")
         spike_ms, spike_unit = spike_ms[order], spike_unit[order]
         unit_bounds = np.searchsorted(spike_unit, np.arange(n_units + 1))
@@ -167,10 +177,21 @@ def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test
         else:
             obs = np.stack([times["start_time"], times["stop_time"]], axis=1)
         nwb.add_unit_column("heldout", "Whether the unit is held out in the test data (True) or not (False)")
+        unit_truth: dict[str, object] = {}
+        if truth:
+            nwb.add_unit_column("truth_log_rate", "synthetic ground truth: log base rate (log Hz)")
+            nwb.add_unit_column("truth_loading", "synthetic ground truth: loading on each latent_drive channel")
         for u in np.flatnonzero(units_mask):
             ms = spike_ms[unit_bounds[u] : unit_bounds[u + 1]]
             st = (ms + rng.uniform(0.05, 0.95, len(ms))) / 1000.0
-            nwb.add_unit(spike_times=np.sort(st), obs_intervals=obs, heldout=bool(heldout[u]))
+            if truth:
+                unit_truth = {"truth_log_rate": float(base[u]), "truth_loading": loading[:, u].astype(float)}
+            nwb.add_unit(spike_times=np.sort(st), obs_intervals=obs, heldout=bool(heldout[u]), **unit_truth)
+        if truth:
+            mod = nwb.create_processing_module("synthetic_truth", "Ground truth of the synthetic generator")
+            mod.add(TimeSeries(name="latent_drive", data=drive[: int(round(obs[:, 1].max() * 1000))].astype(np.float32),
+                               unit="a.u.", rate=1000.0, starting_time=0.0,
+                               description="latent drive of the log-rates (see units/truth_loading)"))
         if with_behavior and not spec.trial_behavior:
             mod = nwb.create_processing_module("behavior", "Processed behavioral data")
             name = spec.behavior[0]
