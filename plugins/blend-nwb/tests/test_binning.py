@@ -32,9 +32,15 @@ def test_spike_index_groups_and_ms_index(nlb_files):
         units = r.units(need_heldout=True, need_obs_intervals=True)
     groups = {"a": np.array([0, 2, 5, 7]), "b": np.array([6, 1, 3])}  # b: not ascending
     together = B.SpikeIndex.for_groups(units.spike_times, units.bounds, groups, 5)
+    first = np.arange(0, 2000, 7)
     for name, members in groups.items():
-        np.testing.assert_array_equal(together[name].keys,
-                                      B.SpikeIndex(units.spike_times, units.bounds, members, 5).keys)
+        got = together[name].counts(first, 30)
+        np.testing.assert_array_equal(got, B.SpikeIndex(units.spike_times, units.bounds, members, 5).counts(first, 30))
+        # against a plain histogram of each unit's spikes
+        for j, u in enumerate(members):
+            ms = np.floor(np.round(units.spike_times[units.bounds[u] : units.bounds[u + 1]] * 1000.0, 6))
+            hist = np.histogram(ms // 5, bins=np.arange(0, 2000 + 7 * len(first) + 31))[0]
+            np.testing.assert_array_equal(got[:, :, j], hist[first[:, None] + np.arange(30)[None, :]])
     t = np.r_[np.random.default_rng(1).uniform(0, 100, 10000), np.arange(1, 3000) / 1000.0,
               np.arange(1, 3000) / 1000.0 - 3e-10]
     np.testing.assert_array_equal(B.ms_index(t), np.floor(np.round(t * 1000.0, 6)).astype(np.int64))

@@ -23,10 +23,18 @@ NS_PER_MS = 1_000_000
 
 
 def to_ns(seconds: np.ndarray) -> np.ndarray:
-    """Seconds to integer nanoseconds, rounded as ``pandas.to_timedelta(x, unit='s')``."""
-    import pandas as pd
+    """Seconds to integer nanoseconds, rounded as ``pandas.to_timedelta(x, unit='s').asi8`` (NaN: NaT).
 
-    return pd.to_timedelta(np.asarray(seconds, dtype=np.float64), unit="s").asi8
+    pandas' own arithmetic (``cast_from_unit_vectorized``: whole seconds, plus the fraction
+    rounded to 9 decimals, each scaled and truncated), restated so that loading does not
+    import pandas (half a second); a test checks it against pandas.
+    """
+    v = np.asarray(seconds, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        base = v.astype(np.int64)
+        out = base * 1_000_000_000 + (np.round(v - base, 9) * 1e9).astype(np.int64)
+    out[np.isnan(v)] = np.iinfo(np.int64).min
+    return out
 
 
 def ms_index(seconds: np.ndarray) -> np.ndarray:
@@ -35,12 +43,16 @@ def ms_index(seconds: np.ndarray) -> np.ndarray:
     ``floor(round(y, 6))`` equals ``floor(y)`` unless ``y`` is within 1e-6 below an
     integer; only those few values take the (slow) rounding.
     """
-    y = np.asarray(seconds, dtype=np.float64) * 1000.0
+    seconds = np.asarray(seconds, dtype=np.float64)
+    y = seconds * 1000.0
     out = np.floor(y)
-    near = np.flatnonzero(y - out > 1.0 - 2e-6)
+    np.subtract(y, out, out=y)  # in place: a session's spikes are tens of MB per array
+    near = np.flatnonzero(y > 1.0 - 2e-6)
     if len(near):
-        out[near] = np.floor(np.round(y[near], 6))
-    return out.astype(np.int64)
+        out[near] = np.floor(np.round(seconds[near] * 1000.0, 6))
+    result = y.view(np.int64)  # reuse the buffer
+    np.copyto(result, out, casting="unsafe")
+    return result
 
 
 def first_bins(align_s: np.ndarray, offset_ms: float | np.ndarray, bin_ms: int) -> np.ndarray:
@@ -65,57 +77,67 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(lengths.sum()) + starts, owner
 
 
+def unit_sorted_ms(spike_times: np.ndarray, bounds: np.ndarray, ms: np.ndarray | None = None) -> np.ndarray:
+    """The millisecond of every spike (``ms_index``), unit after unit, each unit's in time order.
+
+    NWB stores each unit's spikes in time order in practice; a file that does not is sorted
+    within units here (which spike is which does not matter for counts).
+    """
+    if ms is None:
+        ms = ms_index(spike_times)
+    drops = np.flatnonzero(ms[1:] < ms[:-1]) + 1
+    if len(drops) and not np.isin(drops, bounds).all():
+        unit = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+        ms = ms[np.lexsort((ms, unit))]
+    return ms
+
+
 class SpikeIndex:
-    """Spikes of a group of units, sorted by (time step, unit), for fast windowed counts."""
+    """Spikes of a group of units for fast windowed counts: no session-long sort or table.
+
+    ``ms`` holds every spike's millisecond, unit after unit, each unit's in time order
+    (``unit_sorted_ms``), so one unit's spikes inside a window are one contiguous run,
+    found by two binary searches; one array serves every group and step.
+    """
 
     def __init__(self, spike_times: np.ndarray, bounds: np.ndarray, units: np.ndarray, step_ms: int,
                  ms: np.ndarray | None = None) -> None:
+        """``ms``: ``unit_sorted_ms(spike_times, bounds)`` when already computed (shared, not copied)."""
+        self.ms = unit_sorted_ms(spike_times, bounds) if ms is None else ms
+        units = np.asarray(units, dtype=np.int64)
+        self.lo, self.hi = bounds[units], bounds[units + 1]
         self.n_units = len(units)
         self.step_ms = step_ms
-        if ms is None:
-            ms = ms_index(spike_times)
-        pos = np.full(len(bounds) - 1, -1, np.int64)
-        pos[np.asarray(units, dtype=np.int64)] = np.arange(len(units))
-        label = np.repeat(pos, np.diff(bounds))
-        keep = label >= 0
-        self.keys = np.sort((ms[keep] // step_ms) * self.n_units + label[keep])
 
     @classmethod
     def for_groups(cls, spike_times: np.ndarray, bounds: np.ndarray, groups: dict[str, np.ndarray], step_ms: int,
                    ms: np.ndarray | None = None) -> dict[str, SpikeIndex]:
-        """One index per group of units, from one sort of all spikes (same result as one each)."""
-        if ms is None:
-            ms = ms_index(spike_times)
-        n = len(bounds) - 1
-        shift = max(int(n - 1).bit_length(), 1)  # (step, unit) packed in bits: no divisions to unpack
-        ordered = np.sort(((ms // step_ms) << shift) | np.repeat(np.arange(n, dtype=np.int64), np.diff(bounds)))
-        step, unit = ordered >> shift, ordered & ((1 << shift) - 1)
-        out = {}
-        for name, units in groups.items():
-            units = np.asarray(units, dtype=np.int64)
-            pos = np.full(n, -1, np.int64)
-            pos[units] = np.arange(len(units))
-            label = pos[unit]
-            keep = label >= 0
-            idx = cls.__new__(cls)
-            idx.n_units, idx.step_ms = len(units), step_ms
-            keys = step[keep] * len(units) + label[keep]
-            # filtering keeps (step, unit) order; relabelling keeps it when units are ascending rows
-            idx.keys = keys if np.all(np.diff(units) > 0) else np.sort(keys)
-            out[name] = idx
-        return out
+        """One index per group of units, sharing one ``unit_sorted_ms`` array."""
+        ms = unit_sorted_ms(spike_times, bounds) if ms is None else ms
+        return {name: cls(spike_times, bounds, units, step_ms, ms=ms) for name, units in groups.items()}
+
+    def spans(self, a_ms: np.ndarray, b_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(windows, units) ``[lo, hi)`` positions in ``ms`` of each unit's spikes in ``[a_ms, b_ms)``."""
+        a, b = np.asarray(a_ms, dtype=np.int64), np.asarray(b_ms, dtype=np.int64)
+        lo = np.empty((len(a), self.n_units), np.int64)
+        hi = np.empty_like(lo)
+        for j, (s, e) in enumerate(zip(self.lo, self.hi)):
+            seg = self.ms[s:e]
+            lo[:, j] = np.searchsorted(seg, a, side="left") + s
+            hi[:, j] = np.searchsorted(seg, b, side="left") + s
+        return lo, hi
 
     def counts(self, first: np.ndarray, n_steps: int) -> np.ndarray:
         """(windows, n_steps, units) counts for windows starting at step ``first``."""
-        U = self.n_units
+        U, step = self.n_units, self.step_ms
         first = np.asarray(first, dtype=np.int64)
-        lo = np.searchsorted(self.keys, first * U, side="left")
-        hi = np.searchsorted(self.keys, (first + n_steps) * U, side="left")
-        idx, owner = _ranges(lo, hi)
-        keys = self.keys[idx]
-        flat = owner * (n_steps * U) + (keys - first[owner] * U)  # ascending: owner, then key
+        a = first * step
+        lo, hi = self.spans(a, a + n_steps * step)
+        idx, owner = _ranges(lo.ravel(), hi.ravel())  # owner = window * U + unit
+        w = owner // U
+        flat = (w * n_steps + (self.ms[idx] - a[w]) // step) * U + (owner - w * U)
         out = np.zeros(len(first) * n_steps * U, np.float32)
-        if len(flat):  # run lengths of equal entries = counts (cheaper than a bincount of every bin)
+        if len(flat):  # a unit's spikes in one bin are adjacent: run lengths are the counts
             starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
             out[flat[starts]] = np.diff(np.r_[starts, len(flat)])
         return out.reshape(len(first), n_steps, U)
@@ -209,6 +231,70 @@ def take_bins(per_bin: np.ndarray, first: np.ndarray, n_bins: int) -> np.ndarray
     return out
 
 
+#: samples the decimation filter (FIR, order 500) reaches on either side of an output
+FIR_HALF = 250
+
+
+def decimated_windows(data: np.ndarray, ms: np.ndarray, n_ms: int, bin_ms: int, dtype: np.dtype,
+                      first: list[np.ndarray], n_bins: list[int]) -> list[np.ndarray]:
+    """``take_bins(decimated(data, ...), first[i], n_bins[i])`` for each i, without filtering the session.
+
+    Only stretches of the 1 kHz signal around the bins asked for are built (gaps
+    interpolated from the samples on either side, as ``decimated`` does), laid end to
+    end, each starting on a bin and reaching past the filter's span, and decimated
+    in one ``scipy.signal.decimate`` call: every output asked for sees exactly the
+    samples it sees in the session-long call, with the same arithmetic, so the
+    values are the same to the bit (a test checks it).
+    """
+    q = bin_ms
+    n_out = -(-n_ms // q)
+    idx = [np.asarray(f, dtype=np.int64)[:, None] + np.arange(n)[None, :] for f, n in zip(first, n_bins)]
+    outs = [np.full(i.shape + (data.shape[1],), np.nan) for i in idx]
+    need = np.sort(np.concatenate([i[(i >= 0) & (i < n_out)] for i in idx]))
+    need = need[np.r_[True, need[1:] != need[:-1]]] if len(need) else need
+    if len(need) == 0:
+        return outs
+    keep = (ms >= 0) & (ms < n_ms)
+    if not keep.all():
+        ms, data = ms[keep], data[keep]
+    if len(ms) > 1 and not np.all(ms[1:] > ms[:-1]):  # a repeated millisecond keeps its last sample
+        _, last = np.unique(ms[::-1], return_index=True)
+        take = len(ms) - 1 - last
+        ms, data = ms[take], data[take]
+    # which bins' first millisecond has a (non-NaN) sample, per channel
+    j = np.minimum(np.searchsorted(ms, need * q), max(len(ms) - 1, 0))
+    if len(ms):
+        missing = (ms[j] != need * q)[:, None] | np.isnan(data[j])
+    else:
+        missing = np.ones((len(need), data.shape[1]), bool)
+    if q == 1:
+        vals = data[j] if len(ms) else np.full(missing.shape, np.nan)
+    else:
+        reach = (-(-FIR_HALF // q) + 2) * q  # whole bins, beyond the filter's span
+        cut = np.flatnonzero(np.diff(need) * q > 2 * reach) + 1
+        k0, k1 = need[np.r_[0, cut]], need[np.r_[cut - 1, len(need) - 1]] + 1
+        s0 = np.maximum(k0 * q - reach, 0) // q * q
+        s1 = np.minimum(k1 * q + reach, n_ms)  # only the last stretch can end off a bin
+        pos, _ = _ranges(s0, s1)
+        if len(ms) == n_ms and not np.isnan(data).any():  # no gaps: the samples themselves
+            x = data[pos]
+        else:
+            x = np.full((len(pos), data.shape[1]), np.nan)
+            for c in range(data.shape[1]):
+                good = ~np.isnan(data[:, c])
+                if good.any():
+                    x[:, c] = np.interp(pos, ms[good], data[good, c])
+        y = signal.decimate(x, q, axis=0, n=2 * FIR_HALF, ftype="fir")
+        start = np.r_[0, np.cumsum(s1 - s0)[:-1]] // q  # each stretch's first output in ``y``
+        run = np.searchsorted(k0, need, side="right") - 1
+        vals = y[start[run] + need - s0[run] // q]
+    vals = np.where(missing, np.nan, vals).astype(dtype)
+    for i, o in zip(idx, outs):
+        inside = (i >= 0) & (i < n_out)
+        o[inside] = vals[np.searchsorted(need, i[inside])]
+    return outs
+
+
 # ------------------------------------------------------------------ PSTH smoothing
 
 def gaussian_window(sd_ms: float, step_ms: float = 1.0) -> np.ndarray:
@@ -224,32 +310,81 @@ def smoothed_windows(
 ) -> list[np.ndarray]:
     """Gaussian-smoothed spikes on the 1 ms grid, summed into bins, per window.
 
-    ``spikes`` must be indexed at 1 ms. Smoothing runs within each observed stretch
-    of the session (NaN gaps are not smoothed across) exactly like nlb_tools'
-    ``smooth_spk(ignore_nans=True)`` on the continuous data. Smoothing then binning
-    is linear, so a window lying inside one observed stretch is one sparse product:
-    (its spikes in reach) x (the Gaussian summed over each bin), computed for all such
-    windows at once. Windows that touch a gap take the per-window FFT path
-    (``_smoothed_by_fft``). Returns one (n_bins_i, units) float64 array per window.
+    Smoothing runs within each observed stretch of the session (NaN gaps are not
+    smoothed across) exactly like nlb_tools' ``smooth_spk(ignore_nans=True)`` on the
+    continuous data. Smoothing then binning is linear, so a window lying inside one
+    observed stretch is one sparse product: (its spikes in reach) x (the Gaussian
+    summed over each bin), computed for many windows at once. Windows that touch a
+    gap take the per-window FFT path (``_smoothed_by_fft``). Returns one
+    (n_bins_i, units) float64 array per window.
     """
     first = np.asarray(first, dtype=np.int64)
     n_bins = np.broadcast_to(np.asarray(n_bins, dtype=np.int64), first.shape)
     out: list[np.ndarray | None] = [None] * len(first)
-    a_ms, b_ms = first * bin_ms, (first + n_bins) * bin_ms
-    run = np.searchsorted(mask.starts, a_ms, side="right") - 1
-    ok = (run >= 0) & (a_ms >= 0) & (b_ms <= mask.n_ms) & (n_bins > 0)
-    run_c = np.clip(run, 0, None)
-    ok &= (b_ms <= mask.ends[run_c]) & (a_ms < mask.ends[run_c])
+    ok, run = _inside_runs(mask, first, n_bins, bin_ms)
     fast = np.flatnonzero(ok)
+    U = spikes.n_units
     for lo in range(0, len(fast), 256):  # bounded memory: 256 windows at a time
         chunk = fast[lo : lo + 256]
-        for k, arr in zip(chunk, _smoothed_in_run(spikes, mask, first[chunk], n_bins[chunk], run_c[chunk],
-                                                   bin_ms, sd_ms)):
-            out[k] = arr
+        nb_max = int(n_bins[chunk].max())
+        smoothed = _smoothed_rows(spikes, mask, first[chunk], run[chunk], np.arange(len(chunk)), len(chunk),
+                                  nb_max, bin_ms, sd_ms).reshape(len(chunk), U, nb_max)
+        for i, k in enumerate(chunk):
+            out[k] = smoothed[i, :, : int(n_bins[k])].T
     slow = np.flatnonzero(~ok)
     for k, arr in zip(slow, _smoothed_by_fft(spikes, mask, first[slow], n_bins[slow], bin_ms, sd_ms)):
         out[k] = arr
     return out  # type: ignore[return-value]
+
+
+def smoothed_sums(
+    spikes: SpikeIndex, mask: ObservedMask, first: np.ndarray, n_bins: np.ndarray | int, label: np.ndarray,
+    n_labels: int, bin_ms: int, sd_ms: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per label, the sum of its windows' ``smoothed_windows`` and how many were summed, bin by bin.
+
+    What a condition-averaged PSTH needs (``np.nanmean`` over trials = sum / count,
+    NaN bins left out), without a per-window array: the windows of one label must
+    have the same number of bins; those lying inside one observed stretch have their
+    spike counts added before the one sparse product (linearity), the others are
+    smoothed one by one. Returns (n_labels, max bins, units) sums and counts; bins past
+    a label's own length are 0 / 0.
+    """
+    first = np.asarray(first, dtype=np.int64)
+    n_bins = np.broadcast_to(np.asarray(n_bins, dtype=np.int64), first.shape)
+    label = np.asarray(label, dtype=np.int64)
+    U = spikes.n_units
+    nb_max = int(n_bins.max()) if len(first) else 0
+    nb_of = np.zeros(n_labels, np.int64)
+    nb_of[label] = n_bins
+    in_label = np.arange(nb_max)[None, :, None] < nb_of[:, None, None]
+    total = np.zeros((n_labels, nb_max, U))
+    count = np.zeros((n_labels, nb_max, U))
+    ok, run = _inside_runs(mask, first, n_bins, bin_ms)
+    fast = np.flatnonzero(ok)
+    for lo in range(0, len(fast), 2048):  # bounded memory
+        chunk = fast[lo : lo + 2048]
+        labs, local = np.unique(label[chunk], return_inverse=True)
+        sums = _smoothed_rows(spikes, mask, first[chunk], run[chunk], local.reshape(-1), len(labs), nb_max,
+                              bin_ms, sd_ms).reshape(len(labs), U, nb_max).transpose(0, 2, 1)
+        total[labs] += np.where(in_label[labs], sums, 0.0)
+        count[labs] += np.bincount(local.reshape(-1), minlength=len(labs))[:, None, None] * in_label[labs]
+    slow = np.flatnonzero(~ok)
+    for k, arr in zip(slow, _smoothed_by_fft(spikes, mask, first[slow], n_bins[slow], bin_ms, sd_ms)):
+        seen = ~np.isnan(arr)
+        total[label[k], : len(arr)] += np.where(seen, arr, 0.0)
+        count[label[k], : len(arr)] += seen
+    return total, count
+
+
+def _inside_runs(mask: ObservedMask, first: np.ndarray, n_bins: np.ndarray, bin_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which windows lie inside one observed stretch, and which stretch (clipped index)."""
+    a_ms, b_ms = first * bin_ms, (first + n_bins) * bin_ms
+    run = np.searchsorted(mask.starts, a_ms, side="right") - 1
+    ok = (run >= 0) & (a_ms >= 0) & (b_ms <= mask.n_ms) & (n_bins > 0)
+    run = np.clip(run, 0, None)
+    ok &= (b_ms <= mask.ends[run]) & (a_ms < mask.ends[run])
+    return ok, run
 
 
 def _bin_kernel(w: np.ndarray, n_bins: int, bin_ms: int) -> np.ndarray:
@@ -265,30 +400,31 @@ def _bin_kernel(w: np.ndarray, n_bins: int, bin_ms: int) -> np.ndarray:
     return cw[hi] - cw[lo]
 
 
-def _smoothed_in_run(
-    spikes: SpikeIndex, mask: ObservedMask, first: np.ndarray, n_bins: np.ndarray, run: np.ndarray,
-    bin_ms: int, sd_ms: float,
-) -> list[np.ndarray]:
-    """Windows each inside one observed stretch ``run``: spikes of that stretch times the bin kernel."""
+def _smoothed_rows(
+    spikes: SpikeIndex, mask: ObservedMask, first: np.ndarray, run: np.ndarray, row: np.ndarray, n_rows: int,
+    nb_max: int, bin_ms: int, sd_ms: float,
+) -> np.ndarray:
+    """(n_rows * units, nb_max) smoothed, binned spikes of windows each inside observed stretch
+    ``run``, the windows of one ``row`` added: their spikes in reach times the bin kernel."""
     from scipy import sparse
 
     w = gaussian_window(sd_ms)
     M, half = len(w), (len(w) - 1) // 2
-    nb_max = int(n_bins.max())
     K = _bin_kernel(w, nb_max, bin_ms)  # (nb_max, L)
     L = K.shape[1]
     U = spikes.n_units
     start = first * bin_ms - (M - 1 - half)  # ms of kernel offset l = 0 for each window
-    keys = spikes.keys
-    lo = np.searchsorted(keys, np.maximum(start, mask.starts[run]) * U, side="left")
-    hi = np.searchsorted(keys, np.minimum(start + L, mask.ends[run]) * U, side="left")
-    idx, owner = _ranges(lo, hi)
-    k = keys[idx]
-    offset = k // U - start[owner]
-    unit = k % U
-    counts = sparse.csr_matrix((np.ones(len(k)), (owner * U + unit, offset)), shape=(len(first) * U, L))
-    smoothed = np.asarray(counts @ K.T).reshape(len(first), U, nb_max)  # duplicates summed = counts
-    return [smoothed[i, :, : int(nb)].T for i, nb in enumerate(n_bins)]
+    lo, hi = spikes.spans(np.maximum(start, mask.starts[run]), np.minimum(start + L, mask.ends[run]))
+    # (window, unit) pairs in the order of their output row, so that the spikes come out in CSR
+    # order: repeated columns (spikes of one ms, or of windows added together) add up in the product
+    out_row = (np.asarray(row, dtype=np.int64)[:, None] * U + np.arange(U)[None, :]).ravel()
+    order = np.argsort(out_row, kind="stable")
+    idx, owner = _ranges(lo.ravel()[order], hi.ravel()[order])
+    w_of = order[owner] // U
+    per_row = np.bincount(out_row, weights=(hi - lo).ravel(), minlength=n_rows * U).astype(np.int64)
+    counts = sparse.csr_matrix((np.ones(len(idx)), spikes.ms[idx] - start[w_of], np.r_[0, np.cumsum(per_row)]),
+                               shape=(n_rows * U, L))
+    return np.asarray(counts @ K.T)
 
 
 def _smoothed_by_fft(

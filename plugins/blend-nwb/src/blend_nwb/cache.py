@@ -84,10 +84,12 @@ def sha256_file(path: str | Path) -> str:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
+    buf = bytearray(1 << 20)  # one reused buffer: no fresh memory per block
+    view = memoryview(buf)
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(8 << 20), b""):
-                digest.update(block)
+        with open(path, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                digest.update(view[:n])
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return digest.hexdigest()

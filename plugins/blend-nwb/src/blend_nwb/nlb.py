@@ -11,7 +11,6 @@ returns) is built alongside, for submissions and exact scoring.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -183,17 +182,7 @@ def _psth(
     combos = sorted({tuple(row) for row in cond[keep].tolist()})
     train_ids = np.flatnonzero(train & valid_align)
     eval_ids = np.flatnonzero(val & valid_align)
-    # every trial a PSTH may use, smoothed once (all at once: see B.smoothed_windows)
-    cand = np.flatnonzero(keep & ~skip & valid_align)
-    parts = [B.smoothed_windows(idx[g], masks[g], first[cand], n_bins[cand], bin_ms, spec.kern_sd_ms)
-             for g in ("heldin", "heldout")]
-    where = np.full(len(train), -1)
-    where[cand] = np.arange(len(cand))
-
-    def smoothed(rows: np.ndarray) -> list[np.ndarray]:
-        return [np.concatenate([parts[0][where[r]], parts[1][where[r]]], axis=1) for r in rows]
-
-    psths, train_idx, eval_idx = [], [], []
+    members = []
     for combo in combos:
         member = np.all(cond == np.array(combo, dtype=cond.dtype), axis=1) & ~ignore & ~skip & valid_align
         rows = np.flatnonzero(member)
@@ -201,28 +190,39 @@ def _psth(
             log.warning("no trials for condition %s; dropped", combo)
             continue
         lens = n_bins[rows]
-        rows = rows[lens >= 0.8 * lens.mean()]
-        min_len = int(n_bins[rows].min())
-        arrs = smoothed(rows)
-        # nlb_tools averages rows by time relative to the alignment event rounded up to a bin
-        # (``groupby('align_time')``); at 20 ms trials can start at different relative times.
-        key0 = first[rows] - align_bin[rows]
-        lo = int(key0.min())
-        width = int((key0 + n_bins[rows]).max()) - lo
-        stack = np.full((len(rows), width, arrs[0].shape[1]), np.nan)
+        members.append(rows[lens >= 0.8 * lens.mean()])
+    if not members:
+        raise DataError(f"{spec.name}: no condition has trials; cannot make PSTHs from {spec.cond_fields}")
+    # nlb_tools averages rows by time relative to the alignment event rounded up to a bin
+    # (``groupby('align_time')``; at 20 ms trials can start at different relative times).
+    # Trials of one condition, start and length are summed before smoothing (B.smoothed_sums).
+    used = np.concatenate(members)
+    of = np.repeat(np.arange(len(members)), [len(r) for r in members])
+    key0 = first[used] - align_bin[used]
+    groups, label = np.unique(np.stack([of, key0, n_bins[used]], axis=1), axis=0, return_inverse=True)
+    sums = [B.smoothed_sums(idx[g], masks[g], first[used], n_bins[used], label.reshape(-1), len(groups), bin_ms,
+                            spec.kern_sd_ms) for g in ("heldin", "heldout")]
+    total = np.concatenate([t for t, _ in sums], axis=2)
+    count = np.concatenate([c for _, c in sums], axis=2)
+    psths, train_idx, eval_idx = [], [], []
+    for c, rows in enumerate(members):
+        mine = np.flatnonzero(groups[:, 0] == c)
+        lo = int(groups[mine, 1].min())
+        width = int((groups[mine, 1] + groups[mine, 2]).max()) - lo
+        tot = np.zeros((width, total.shape[2]))
+        cnt = np.zeros_like(tot)
         present = np.zeros(width, bool)
-        for k, a in enumerate(arrs):
-            o = int(key0[k]) - lo
-            stack[k, o : o + len(a)] = a
-            present[o : o + len(a)] = True
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(stack, axis=0)[present]
+        for g in mine:
+            o, nb = int(groups[g, 1]) - lo, int(groups[g, 2])
+            tot[o : o + nb] += total[g, :nb]
+            cnt[o : o + nb] += count[g, :nb]
+            present[o : o + nb] = True
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (tot / cnt)[present]  # np.nanmean over the condition's trials
+        min_len = int(n_bins[rows].min())
         psths.append(mean[-min_len:] if spec.dmfc else mean[:min_len])
         train_idx.append(np.sort(np.flatnonzero(np.isin(train_ids, rows))))
         eval_idx.append(np.sort(np.flatnonzero(np.isin(eval_ids, rows))))
-    if not psths:
-        raise DataError(f"{spec.name}: no condition has trials; cannot make PSTHs from {spec.cond_fields}")
     if spec.dmfc:
         max_len = DMFC_SEG_MS // bin_ms
         psths = [np.concatenate([np.full((max_len - len(p), p.shape[1]), np.nan), p]) if len(p) < max_len
@@ -342,13 +342,14 @@ def load_nlb(
     else:
         assert behavior_series is not None
         ms = B.check_ms_grid(behavior_series.times, "timestamps", f"{path}: {behavior_series.name}")
-        per_bin = B.decimated(behavior_series.data[:, order], ms, n_ms, bin_ms, behavior_series.dtype)
         lag = spec.lag_ms or 0
         dfirst = B.first_bins(np.nan_to_num(align_s), spec.window_ms[0] + lag, bin_ms)
-        decode = B.take_bins(per_bin, dfirst[rows], T)
         priv_lag = lag if behavior_lag_ms is None else behavior_lag_ms
         pfirst = B.first_bins(np.nan_to_num(align_s), spec.window_ms[0] + priv_lag, bin_ms)
-        behavior = B.take_bins(per_bin, pfirst[rows], T + fp)
+        # only the bins of these windows are filtered (equal to decimating the whole session);
+        # channels are filtered independently, so they are put in nlb_tools' order afterwards
+        decode, behavior = (a[..., order] for a in B.decimated_windows(
+            behavior_series.data, ms, n_ms, bin_ms, behavior_series.dtype, [dfirst[rows], pfirst[rows]], [T, T + fp]))
         k = behavior.shape[2]
         names = tuple(f"{spec.behavior[0]}_{i}" for i in range(k))
     behavior = behavior.astype(np.float64)
