@@ -1,15 +1,17 @@
 """NLB-mode load time of an MC_Maze-sized synthetic session: cold and warm (cache) vs the previous loader.
 
-    python benchmarks/bench_load.py [--repeats 3] [--old-commit 514f3bb] [--nlb-tools]
+    python benchmarks/bench_load.py [--repeats 3] [--old-commit 514f3bb] [--nlb-tools] [--trials 2300]
 
 Writes the session once with the plugin's own writer (182 = 137 + 45 neurons, 2,300 trials,
-``blend_nwb.synthetic.write_nlb_file``), then loads it in fresh processes, alternating variants:
+``blend_nwb.synthetic.write_nlb_file``, without the generator's ground truth, like a real
+NLB file), then loads it in fresh processes, alternating variants:
 
 - ``old``: the loader of ``--old-commit`` (``git archive`` of plugins/blend-nwb/src);
 - ``cold``: this checkout with an empty cache directory (tensors computed, then stored);
 - ``warm``: this checkout again, same cache directory (file hashed, entry read);
-- ``nlb_tools`` (opt in, ~10 GB of memory): ``NWBDataset`` + ``make_train_input_tensors``,
-  ``make_eval_input_tensors`` and ``make_eval_target_tensors(include_psth=True)``.
+- ``nlb_tools`` (opt in; ~10 GB of memory at 2,300 trials, so ``--trials 500`` on a small
+  machine): ``NWBDataset`` + ``make_train_input_tensors``, ``make_eval_input_tensors`` and
+  ``make_eval_target_tensors(include_psth=True)``.
 
 Each load reports wall and CPU seconds (the child's own, excluding interpreter start and
 imports). Results go to ``benchmarks/results/load-<name>.json``.
@@ -41,6 +43,8 @@ if mode == "nlb_tools":
 else:
     from blend_nwb.nlb import load_nlb
     from blend_nwb.source import NWBConfig, NWBSource
+import resource
+r0 = resource.getrusage(resource.RUSAGE_SELF)
 w, c = time.perf_counter(), time.process_time()
 if mode == "nlb_tools":
     ds = NWBDataset(path)
@@ -53,7 +57,9 @@ elif mode == "old":
     load_nlb(path, "mc_maze")
 else:  # through the data source: hashing, cache lookup, and the load itself
     NWBSource(NWBConfig(path=path, dataset="mc_maze")).load()
-print(json.dumps({"wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c}))
+w, c, r1 = time.perf_counter() - w, time.process_time() - c, resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": w, "cpu_s": c, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+                  "max_rss_mb": r1.ru_maxrss / 1024}))
 """
 
 
@@ -76,21 +82,25 @@ def _old_tree(commit: str, into: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--file", default=str(Path(tempfile.gettempdir()) / "blend-bench" / "mc_maze_sized.nwb"))
+    ap.add_argument("--file", default=None, help="the session (written if missing); default under the temp dir")
+    ap.add_argument("--trials", type=int, default=2300, help="trials of the written session (MC_Maze: 2,300)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--old-commit", default="514f3bb", help="the loader to compare with (before issue 12)")
     ap.add_argument("--nlb-tools", action="store_true", help="also time nlb_tools' make_tensors path (~10 GB RAM)")
     ap.add_argument("--name", default="cpu-2core-mcmaze")
     args = ap.parse_args()
 
-    path = Path(args.file)
+    stem = "mc_maze_sized" + ("" if args.trials == 2300 else f"-{args.trials}")
+    path = Path(args.file or Path(tempfile.gettempdir()) / "blend-bench" / f"{stem}.nwb")
     if not path.exists():
         from blend_nwb.synthetic import write_nlb_file
 
         path.parent.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        write_nlb_file(path, dataset="mc_maze", n_trials=2300, n_heldin=137, n_heldout=45, seed=0)
+        write_nlb_file(path, dataset="mc_maze", n_trials=args.trials, n_heldin=137, n_heldout=45, seed=0,
+                       truth=False)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.0f} s")
+    load_start = os.getloadavg()
     results: dict[str, list[dict[str, float]]] = {"old": [], "cold": [], "warm": []}
     if args.nlb_tools:
         results["nlb_tools"] = []
@@ -112,11 +122,13 @@ def main() -> None:
                    "cpu_s_median": statistics.median(r["cpu_s"] for r in v)} for k, v in results.items()}
     summary["speedup_cold_vs_old_wall"] = summary["old"]["wall_s_median"] / summary["cold"]["wall_s_median"]
     summary["speedup_cold_vs_old_cpu"] = summary["old"]["cpu_s_median"] / summary["cold"]["cpu_s_median"]
+    if args.nlb_tools:
+        summary["speedup_cold_vs_nlb_tools_cpu"] = summary["nlb_tools"]["cpu_s_median"] / summary["cold"]["cpu_s_median"]
     record = {
         "what": "NLB-mode load (mc_maze, 5 ms) of a synthetic MC_Maze-sized session",
-        "file": {"trials": 2300, "neurons": "137 + 45", "bytes": path.stat().st_size},
+        "file": {"trials": args.trials, "neurons": "137 + 45", "bytes": path.stat().st_size},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_average_end": os.getloadavg()},
+                    "load_average_start": load_start, "load_average_end": os.getloadavg()},
         "old_commit": args.old_commit, "runs": results, "summary": summary,
     }
     out = REPO / "benchmarks" / "results" / f"load-{args.name}.json"

@@ -133,14 +133,17 @@ class SpikeIndex:
         first = np.asarray(first, dtype=np.int64)
         a = first * step
         lo, hi = self.spans(a, a + n_steps * step)
-        idx, owner = _ranges(lo.ravel(), hi.ravel())  # owner = window * U + unit
-        w = owner // U
-        flat = (w * n_steps + (self.ms[idx] - a[w]) // step) * U + (owner - w * U)
-        out = np.zeros(len(first) * n_steps * U, np.float32)
-        if len(flat):  # a unit's spikes in one bin are adjacent: run lengths are the counts
+        out = np.zeros((len(first), n_steps, U), np.float32)
+        for c in range(0, len(first), 256):  # small temporaries, reused rather than fresh memory
+            idx, owner = _ranges(lo[c : c + 256].ravel(), hi[c : c + 256].ravel())  # owner = window * U + unit
+            if not len(idx):
+                continue
+            w = owner // U
+            flat = (w * n_steps + (self.ms[idx] - a[c + w]) // step) * U + (owner - w * U)
+            # a unit's spikes in one bin are adjacent: run lengths are the counts
             starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
-            out[flat[starts]] = np.diff(np.r_[starts, len(flat)])
-        return out.reshape(len(first), n_steps, U)
+            out[c : c + 256].reshape(-1)[flat[starts]] = np.diff(np.r_[starts, len(flat)])
+        return out
 
 
 class ObservedMask:
@@ -362,8 +365,8 @@ def smoothed_sums(
     count = np.zeros((n_labels, nb_max, U))
     ok, run = _inside_runs(mask, first, n_bins, bin_ms)
     fast = np.flatnonzero(ok)
-    for lo in range(0, len(fast), 2048):  # bounded memory
-        chunk = fast[lo : lo + 2048]
+    for lo in range(0, len(fast), 512):  # bounded memory
+        chunk = fast[lo : lo + 512]
         labs, local = np.unique(label[chunk], return_inverse=True)
         sums = _smoothed_rows(spikes, mask, first[chunk], run[chunk], local.reshape(-1), len(labs), nb_max,
                               bin_ms, sd_ms).reshape(len(labs), U, nb_max).transpose(0, 2, 1)
