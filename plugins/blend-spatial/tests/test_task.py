@@ -140,7 +140,7 @@ def test_evaluate_scores_the_held_out_animal_and_predict_covers_every_neuron(tas
     assert set(pred["ei_class_pred"]) <= {"EC", "IN"}
 
 
-@pytest.mark.parametrize("classifier", ["mlp", "knn"])
+@pytest.mark.parametrize("classifier", ["svm", "mlp", "knn"])
 def test_other_classifiers(data, classifier):
     t = NeuronIdentityTask(NeuronIdentityConfig(window=16, classifier=classifier, knn_neighbors=5), data, CPU)
     metrics = t.evaluate(model(t))
@@ -228,3 +228,51 @@ def test_by_default_an_epoch_covers_each_neurons_training_frames_once(data):
     assert torch.equal(torch.bincount(samples[:, 0]), torch.full((data.n_neurons,), 640 // 16))
     with pytest.raises(DataError, match=r"task.windows_per_neuron: expected a positive number \(or null\), got 0"):
         NeuronIdentityTask(NeuronIdentityConfig(window=16, windows_per_neuron=0), data, CPU)
+
+
+def test_normalize_per_neuron_per_session_or_not(data):
+    """``neuron``: every neuron has unit variance on its training frames; ``session``: one scale per session,
+    so that neurons keep their relative amplitudes; ``none``: the raw activity."""
+    s, end = data.sessions[0], int(np.floor(data.sessions[0].n_frames * 0.8))
+    raw = s.activity.astype(np.float64)
+    n = s.n_neurons
+    acts = {}
+    for mode in ("neuron", "session", "none"):
+        t = NeuronIdentityTask(NeuronIdentityConfig(window=16, normalize=mode), data, CPU)
+        acts[mode] = t.act[:n, : s.n_frames].double().numpy()
+    np.testing.assert_allclose(acts["none"], raw, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(acts["neuron"][:, :end].std(1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(acts["neuron"][:, :end].mean(1), 0.0, atol=1e-4)
+    ref = raw[:, :end]
+    np.testing.assert_allclose(acts["session"], (raw - ref.mean()) / ref.std(), rtol=1e-4, atol=1e-4)
+    ratio = acts["session"][:, :end].std(1) / raw[:, :end].std(1)  # one common scale for the session
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)
+
+
+def test_normalize_rejects_an_unknown_mode(tmp_path):
+    from blend_core.errors import BlendError
+    from blend_core.config import load_config
+    from blend_core.plugins import load_plugins
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {type: spatial_synthetic}\ntask: {type: neuron_identity, normalize: true}\n"
+                    "backbone: {type: neuprint}\n")
+    with pytest.raises(BlendError, match=r"task.normalize: expected one of 'neuron', 'session', 'none'"):
+        load_config(path, load_plugins().registry)
+
+
+def test_svm_separates_a_class_that_lies_between_the_others():
+    """The reason for ``classifier: svm``: EC cells sit between inhibitory types in embedding space,
+    which no linear boundary separates."""
+    from blend_spatial.classify import fit_predict
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 0.5, 40), rng.normal(0, 0.5, 80), rng.normal(3, 0.5, 40)])[:, None]
+    y = np.array(["IN"] * 40 + ["EC"] * 80 + ["IN"] * 40)
+    fit = np.arange(len(y)) % 2 == 0
+    accuracy = {kind: np.mean(fit_predict(x, y, fit, ["EC", "IN"], kind)[0][~fit] == y[~fit])
+                for kind in ("logistic", "svm")}
+    assert accuracy["svm"] > 0.95 and accuracy["logistic"] < 0.8
+    pred, scores = fit_predict(x, y, fit, ["EC", "IN"], "svm")
+    np.testing.assert_allclose(scores.sum(1), 1.0, rtol=1e-6)
+    assert np.array_equal(pred, np.array(["EC", "IN"])[scores.argmax(1)])

@@ -6,11 +6,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-Kind = Literal["logistic", "mlp", "knn"]
+Kind = Literal["logistic", "svm", "mlp", "knn"]
 
 
 def make_classifier(kind: Kind, *, class_weight: str = "balanced", knn_neighbors: int = 10,
-                    mlp_hidden: int = 64, seed: int = 0) -> Any:
+                    mlp_hidden: int = 64, svm_c: float = 1.0, seed: int = 0) -> Any:
     """A scikit-learn pipeline: standardise the embeddings, then classify."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
@@ -21,13 +21,34 @@ def make_classifier(kind: Kind, *, class_weight: str = "balanced", knn_neighbors
     weight = None if class_weight == "none" else class_weight
     if kind == "logistic":
         clf = LogisticRegression(max_iter=2000, class_weight=weight)
+    elif kind == "svm":  # RBF kernel: a class may sit *between* others in embedding space (EC among the IN types)
+        clf = _scored_svc()(kernel="rbf", C=svm_c, class_weight=weight, random_state=seed)
     elif kind == "mlp":  # scikit-learn's MLP has no class weights
         clf = MLPClassifier((mlp_hidden,), max_iter=1000, early_stopping=False, alpha=1e-3, random_state=seed)
     elif kind == "knn":
         clf = KNeighborsClassifier(n_neighbors=knn_neighbors, weights="distance")
     else:
-        raise ValueError(f"task.classifier: unknown classifier {kind!r}; expected logistic, mlp or knn")
+        raise ValueError(f"task.classifier: unknown classifier {kind!r}; expected logistic, svm, mlp or knn")
     return make_pipeline(StandardScaler(), clf)
+
+
+def _scored_svc() -> type:
+    """An RBF SVC whose ``predict_proba`` is the softmax of its one-vs-rest decision values.
+
+    Its argmax is the SVC's own decision; the values are scores that sum to 1, not calibrated
+    probabilities (Platt scaling, ``SVC(probability=True)``, is deprecated and needs several
+    neurons per class for its internal cross-validation).
+    """
+    from sklearn.svm import SVC
+
+    class ScoredSVC(SVC):
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            d = np.asarray(self.decision_function(X), dtype=np.float64)
+            d = np.stack([-d, d], axis=1) / 2 if d.ndim == 1 else d
+            e = np.exp(d - d.max(1, keepdims=True))
+            return e / e.sum(1, keepdims=True)
+
+    return ScoredSVC
 
 
 def fit_predict(

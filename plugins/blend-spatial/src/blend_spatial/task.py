@@ -38,9 +38,12 @@ class NeuronIdentityConfig:
     val_fraction: float = 0.2  #: last share of each session's frames, for validation windows
     val_windows_per_neuron: int = 4
     radius_um: float = 65.0  #: neighbours: other neurons of the session within this distance
-    normalize: bool = True  #: z-score each neuron's activity (statistics of its training frames)
-    classifier: Literal["logistic", "mlp", "knn"] = "logistic"
-    class_weight: Literal["balanced", "none"] = "balanced"  #: logistic only
+    #: z-score activity with training-frame statistics: of each ``neuron``, or of its ``session`` (one
+    #: mean and s.d. for all its neurons, so that neurons keep their relative amplitudes), or ``none``
+    normalize: Literal["neuron", "session", "none"] = "neuron"
+    classifier: Literal["logistic", "svm", "mlp", "knn"] = "logistic"
+    class_weight: Literal["balanced", "none"] = "balanced"  #: logistic and svm
+    svm_c: float = 1.0  #: svm only: the RBF SVM's regularisation C
     knn_neighbors: int = 10
     mlp_hidden: int = 64
     eval_batch_size: int = 1024
@@ -93,9 +96,12 @@ class NeuronIdentityTask:
             b_mean, b_std = fit.mean(0), fit.std(0).clip(1e-6)
         for k, (s, o) in enumerate(zip(sessions, data.offsets)):
             a = s.activity.astype(np.float64)
-            if config.normalize:
+            if config.normalize != "none":
                 ref = a[:, : train_end[k]]
-                a = (a - ref.mean(1, keepdims=True)) / ref.std(1, keepdims=True).clip(1e-6)
+                if config.normalize == "session":
+                    a = (a - ref.mean()) / max(ref.std(), 1e-6)
+                else:
+                    a = (a - ref.mean(1, keepdims=True)) / ref.std(1, keepdims=True).clip(1e-6)
             a = a.astype(np.float32)
             act[o : o + s.n_neurons, : s.n_frames] = a
             pop_sum[k, : s.n_frames], pop_sq[k, : s.n_frames] = a.sum(0), (a**2).sum(0)
@@ -220,7 +226,7 @@ class NeuronIdentityTask:
         for lab in self.data.labels:
             pred, proba = fit_predict(
                 embedding, lab.values, fit & lab.labelled(), lab.classes, c.classifier,
-                class_weight=c.class_weight, knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden,
+                class_weight=c.class_weight, knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden, svm_c=c.svm_c,
             )
             out[f"{lab.key}_pred"], out[f"{lab.key}_proba"] = pred, proba
             out[f"{lab.key}_classes"] = np.asarray(lab.classes, dtype=str)
