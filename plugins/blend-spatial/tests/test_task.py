@@ -276,3 +276,11 @@ def test_svm_separates_a_class_that_lies_between_the_others():
     pred, scores = fit_predict(x, y, fit, ["EC", "IN"], "svm")
     np.testing.assert_allclose(scores.sum(1), 1.0, rtol=1e-6)
     assert np.array_equal(pred, np.array(["EC", "IN"])[scores.argmax(1)])
+
+
+def test_with_another_classifier_the_features_are_also_scored_under_logistic(task, data):
+    t = NeuronIdentityTask(attrs.evolve(task.config, classifier="svm"), data, CPU)
+    rows, linear = t.references(), task.references()
+    assert list(rows) == ["features", "features+behavior", "features (logistic)"]
+    assert rows["features (logistic)"] == linear["features"]
+    assert "features (logistic)" not in linear

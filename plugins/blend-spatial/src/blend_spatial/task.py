@@ -219,13 +219,14 @@ class NeuronIdentityTask:
         r2 = float(1 - sse / var.clamp_min(1e-12))
         return (emb / count.clamp_min(1)[:, None]).cpu().numpy(), r2
 
-    def _classify(self, embedding: np.ndarray) -> dict[str, Any]:
+    def _classify(self, embedding: np.ndarray, classifier: str | None = None) -> dict[str, Any]:
+        """Fit ``classifier`` (default: the task's) on the ``train`` labels; predict every neuron."""
         c = self.config
         out: dict[str, Any] = {}
         fit = self.data.split == "train"
         for lab in self.data.labels:
             pred, proba = fit_predict(
-                embedding, lab.values, fit & lab.labelled(), lab.classes, c.classifier,
+                embedding, lab.values, fit & lab.labelled(), lab.classes, classifier or c.classifier,
                 class_weight=c.class_weight, knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden, svm_c=c.svm_c,
             )
             out[f"{lab.key}_pred"], out[f"{lab.key}_proba"] = pred, proba
@@ -268,13 +269,17 @@ class NeuronIdentityTask:
 
         ``features`` uses activity (and positions) only; ``features+behavior`` adds each neuron's
         correlation with each behavior variable, when the data has behavior. Same split, classifier
-        and scores as the models' rows; no next-frame R² (there is no dynamical model).
+        and scores as the models' rows; no next-frame R² (there is no dynamical model). When the task's
+        classifier is not logistic, ``features (logistic)`` adds the statistics under a logistic
+        regression: they are built to be read linearly, so that row is the stronger bar for them.
         """
         rows: dict[str, dict[str, Any]] = {}
-        variants = [("features", False)] + ([("features+behavior", True)] if self.behavior_dim else [])
-        for name, behavior in variants:
+        variants = [("features", False, None)] + ([("features+behavior", True, None)] if self.behavior_dim else [])
+        if self.config.classifier != "logistic":
+            variants.append(("features (logistic)", False, "logistic"))
+        for name, behavior, classifier in variants:
             feats = activity_features(self.data, self.config.radius_um, behavior=behavior)
-            metrics, details = self._score(self._classify(feats))
+            metrics, details = self._score(self._classify(feats, classifier))
             rows[name] = {**metrics, **details}
         return rows
 
