@@ -51,7 +51,7 @@ def blend_add_data_sources(register: Register) -> None:
 
     A ``DataSource`` has ``load() -> data`` (a validated ``blend_core.data.NeuralData``
     or another task's data object whose class names its ``task``) and may define
-    ``write_predictions(predictions, out_dir) -> list[Path]`` for ``blend predict``.
+    ``write_predictions(predictions, out_dir[, run_dir]) -> list[Path]`` for ``blend predict``.
     The built source must satisfy ``DataSource`` (checked when it is built).
 
     Calling mode: once per command, when the registry is built; every implementation is called

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -69,4 +70,8 @@ def predict(
     model.eval()
     predictions = task.predict(model)
     writer = prediction_writer(source)  # the DataSource protocol's optional member
-    return writer(predictions, out_dir) if writer else write_npz(predictions, out_dir)
+    if writer is None:
+        return write_npz(predictions, out_dir)
+    # a writer that records provenance (config, checkpoint) takes the run directory, wherever --out is
+    takes_run_dir = "run_dir" in inspect.signature(writer).parameters
+    return writer(predictions, out_dir, run_dir=run_dir) if takes_run_dir else writer(predictions, out_dir)

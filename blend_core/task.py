@@ -57,7 +57,9 @@ class DataSource(Protocol):
     ``load()`` returns the data: a validated ``NeuralData`` for the ``neural`` task, or
     another task's data object whose class attribute ``task`` names its task. A source
     may also define ``write_predictions(predictions, out_dir) -> list[Path]`` for
-    ``blend predict`` (default: one ``predictions.npz`` with every predicted array).
+    ``blend predict`` (default: one ``predictions.npz`` with every predicted array); one
+    that also names a ``run_dir`` parameter is given the trained run's directory (for
+    provenance), wherever ``out_dir`` is.
     """
 
     def load(self) -> Any:

@@ -11,8 +11,10 @@ sha256). ``processing/blend`` holds, for every predicted array (``rates``, ``lat
   included), ``source_trial`` (row of the source's trials table) and the model's ``split``.
 
 Rates are in Hz (the model predicts spikes per bin; divided by the bin width). Provenance
-(blend and blend-nwb versions, the run's config and the checkpoint's sha256 when the run
-directory is known) is in ``was_generated_by`` and, as JSON, in ``notes``.
+(blend and blend-nwb versions, the run's config and the checkpoint's sha256; ``blend predict``
+passes the run directory, wherever ``--out`` is) is in ``was_generated_by`` and, as JSON, in
+``notes``. In NLB mode ``submission-student.h5`` (the leaderboard's layout, as ``blend run``
+writes it) is written beside it; in the test phase it holds the desc-test file's trials.
 """
 
 from __future__ import annotations
@@ -79,7 +81,14 @@ def write_predictions_nwb(source: Any, predictions: dict[str, Any], out_dir: Pat
     prov = _provenance(run_dir)
     prov["source"] = {"path": str(src.resolve()), "sha256": sha, **_source_info(src)}
     path = atomic_write(out, lambda tmp: _write(tmp, src, source.config.path, arrays, res, data, rows, prov))
-    return [path, *write_npz(predictions, Path(out_dir))]
+    written = [path, *write_npz(predictions, Path(out_dir))]
+    if getattr(source, "nlb", None) is not None:  # NLB mode: the leaderboard's file, as `blend run` writes it
+        from blend_nwb.evaluation import submission_tree, write_h5
+
+        tree = submission_tree(res.key, predictions["rates"], res.train_rows, res.eval_rows, data.window_bins,
+                               data.n_heldin)
+        written.append(write_h5(Path(out_dir) / "submission-student.h5", tree))
+    return written
 
 
 def _write(tmp: Path, src: Path, source_path: str, arrays: dict[str, np.ndarray], res: Any, data: Any,

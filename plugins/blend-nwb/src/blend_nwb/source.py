@@ -127,13 +127,14 @@ class NWBSource:
         self.result = load_generic(path, cfg)
         return self.result.data
 
-    def write_predictions(self, predictions: dict[str, Any], out_dir: Path) -> list[Path]:
-        """A small derived NWB file of the predicted trials (see ``blend_nwb.predictions``) and predictions.npz."""
+    def write_predictions(self, predictions: dict[str, Any], out_dir: Path, run_dir: Path | None = None) -> list[Path]:
+        """A small derived NWB file of the predicted trials (see ``blend_nwb.predictions``) and predictions.npz;
+        ``run_dir`` (the trained run) puts its config and checkpoint checksum in the file's provenance."""
         from blend_nwb.predictions import write_predictions_nwb
 
         if self.result is None:
             self.load()
-        return write_predictions_nwb(self, predictions, Path(out_dir))
+        return write_predictions_nwb(self, predictions, Path(out_dir), run_dir=None if run_dir is None else Path(run_dir))
 
 
 def build_source(config: NWBConfig) -> NWBSource:
