@@ -45,9 +45,14 @@ MODELS = ("baseline", "teacher", *(f"student-{loss}" for loss in LOSSES))
 #: MC_Maze shape: 137 held-in + 45 held-out neurons, 140 + 40 bins, 2295 trials (1721 train).
 MC_MAZE = {"n_trials": 2295, "n_heldin": 137, "n_heldout": 45, "window_bins": 140, "fp_bins": 40,
            "split_fractions": [0.75, 0.10, 0.15]}
-#: the CPU recipe's shape (examples/nlb/*_cpu.yaml on a 300-trial synthetic NLB file): 60 + 20 neurons, 140 + 40 bins
-CPU_RECIPE = {"n_trials": 300, "n_heldin": 60, "n_heldout": 20, "window_bins": 140, "fp_bins": 40,
-              "n_conditions": 12, "split_fractions": [0.63, 0.07, 0.30]}
+#: the CPU recipe's shape (examples/nlb/*_cpu.yaml on a 300-trial synthetic NLB file): 60 + 20 neurons,
+#: a 700 ms window + 200 ms forward, at 20 ms bins (35 + 10, the CPU recipes) or 5 ms (140 + 40, the GPU ones)
+CPU_RECIPE = {"n_trials": 300, "n_heldin": 60, "n_heldout": 20, "n_conditions": 12,
+              "split_fractions": [0.63, 0.07, 0.30]}
+
+
+def cpu_recipe_shape(bin_ms: int) -> dict[str, Any]:
+    return {**CPU_RECIPE, "window_bins": 700 // bin_ms, "fp_bins": 200 // bin_ms, "bin_ms": bin_ms}
 SMALL = {"n_trials": 120, "n_heldin": 16, "n_heldout": 6, "window_bins": 16, "fp_bins": 4,
          "n_conditions": 4, "split_fractions": [0.6, 0.15, 0.25]}
 
@@ -69,7 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also time K baselines trained at once (blend_core.multi) against one alone")
     p.add_argument("--small", action="store_true", help="a tiny shape for CPU smoke runs")
     p.add_argument("--cpu-recipe", action="store_true",
-                   help="the CPU recipe's shape: 300 trials, 60+20 neurons, 140+40 bins, NDT 2x64, batch 16")
+                   help="the CPU recipe's shape: 300 trials, 60+20 neurons, NDT 2x64, batch 16 (bins: --bin-ms)")
+    p.add_argument("--bin-ms", type=int, default=20, choices=[5, 20],
+                   help="with --cpu-recipe: bin width; 20 (35+10 bins) as the CPU recipes, 5 (140+40) as before")
     p.add_argument("--dropout-attention", type=float, default=None,
                    help="backbone.dropout_attention (default: the NDT default, equal to dropout)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -86,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_config(args: argparse.Namespace, registry, loss: str = "correlation") -> Config:
     small = args.small or args.cpu_recipe
     raw = {
-        "data": {"type": "synthetic", **(CPU_RECIPE if args.cpu_recipe else SMALL if small else MC_MAZE)},
+        "data": {"type": "synthetic", **(cpu_recipe_shape(args.bin_ms) if args.cpu_recipe else SMALL if small else MC_MAZE)},
         "backbone": {"type": "ndt", "num_layers": 2 if small else 4, "num_heads": 2,
                      "d_model": 64 if args.cpu_recipe else 16 if small else args.d_model,
                      "ffn_dim": 128 if args.cpu_recipe else 32 if small else 128,
@@ -285,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "python": platform.python_version(), "cuda": torch.version.cuda, "git_commit": _git_commit(),
         "settings": {
             "shape": "cpu_recipe" if args.cpu_recipe else "small" if args.small else "mc_maze",
-            "data": {**(CPU_RECIPE if args.cpu_recipe else SMALL if args.small else MC_MAZE)},
+            "data": {**(cpu_recipe_shape(args.bin_ms) if args.cpu_recipe else SMALL if args.small else MC_MAZE)},
             "backbone": base.backbone.type, "backbone_options": {
                 k: getattr(base.backbone.options, k) for k in ("num_layers", "num_heads", "d_model", "ffn_dim",
                                                                "dropout", "dropout_embedding",

@@ -11,12 +11,13 @@ from blend_nwb.nlb import SPECS
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "nlb"
 
 
+@pytest.mark.parametrize("recipe", ["", "_cpu"])
 @pytest.mark.parametrize("dataset", list(SPECS))
-def test_example_config(nlb_files, dataset):
+def test_example_config(nlb_files, dataset, recipe):
     from blend_core.api import apply_overrides, build_config, read_yaml
     from blend_core.api import load_plugins
 
-    path = EXAMPLES / f"{dataset}.yaml"
+    path = EXAMPLES / f"{dataset}{recipe}.yaml"
     if not path.exists():
         pytest.skip("examples/ not in this checkout")
     plugins = load_plugins(["nwb"])
@@ -26,6 +27,29 @@ def test_example_config(nlb_files, dataset):
     source = plugins.registry.get("data source", "nwb").build(config.data.options)
     data = source.load()
     assert data.name.startswith(dataset)
+    if recipe == "_cpu":  # the CPU recipe: the GPU example's data at NLB's 20 ms bins
+        gpu = read_yaml(EXAMPLES / f"{dataset}.yaml")["data"]
+        assert read_yaml(path)["data"] == {**gpu, "bin_ms": 20}
+        assert data.bin_ms == 20
+
+
+def test_cpu_recipe_runs_with_reference_rows(nlb_files, tmp_path):
+    """One epoch of the CPU recipe end to end: metrics.json has every role and both reference rows
+    (the synthetic writer's files know their true rates, so ``oracle`` is there)."""
+    import json
+
+    from blend_core.api import run_blend
+
+    path = EXAMPLES / "mc_maze_cpu.yaml"
+    if not path.exists():
+        pytest.skip("examples/ not in this checkout")
+    out = tmp_path / "run"
+    assert run_blend(["run", str(path), "--out", str(out), "--set", f"data.path={nlb_files['mc_maze']}",
+                      "--set", "train.max_epochs=1", "--set", "train.min_epochs=0", "--set", "train.device=cpu",
+                      "--set", "train.progress=false"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"baseline", "teacher", "student", "smoothing", "oracle"} <= set(metrics)
+    assert metrics["oracle"]["co-bps"] > metrics["baseline"]["co-bps"]
 
 
 def test_generic_keys_from_yaml(nlb_files):
