@@ -187,16 +187,19 @@ def test_reference_rows_match_an_independent_computation(task, data):
 
     from blend_spatial.features import activity_features, feature_names
 
-    rows = task.references()
-    assert set(rows) == {"features", "features+behavior"}
+    from sklearn.svm import SVC
+
+    rows = task.references()  # the default classifier, svm; and the features under logistic regression
+    assert set(rows) == {"features", "features+behavior", "features (logistic)"}
     test = data.split == "test"
-    for name, behavior in (("features", False), ("features+behavior", True)):
+    for name, behavior in (("features", False), ("features+behavior", True), ("features (logistic)", False)):
         by_hand = np.concatenate([_features_by_hand(s, behavior) for s in data.sessions])
         assert by_hand.shape[1] == len(feature_names(data.behavior_names if behavior else ()))
         np.testing.assert_allclose(activity_features(data, 65.0, behavior=behavior), by_hand, atol=1e-6)
         for lab in data.labels:
             fit = (data.split == "train") & lab.labelled()
-            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")
+                                if "logistic" in name else SVC(kernel="rbf", class_weight="balanced"))
             clf.fit(by_hand[fit], lab.values[fit])
             scored = test & lab.labelled()
             pred = clf.predict(by_hand[scored])
@@ -217,7 +220,7 @@ def test_without_behavior_there_is_one_reference_row(data):
     no_behavior = _attrs.evolve(data, sessions=tuple(_attrs.evolve(s, behavior=None) for s in data.sessions),
                                 behavior_names=())
     t = NeuronIdentityTask(NeuronIdentityConfig(window=16), no_behavior, CPU)
-    assert list(t.references()) == ["features"]
+    assert list(t.references()) == ["features", "features (logistic)"]  # no features+behavior
 
 
 def test_by_default_an_epoch_covers_each_neurons_training_frames_once(data):
@@ -279,8 +282,8 @@ def test_svm_separates_a_class_that_lies_between_the_others():
 
 
 def test_with_another_classifier_the_features_are_also_scored_under_logistic(task, data):
-    t = NeuronIdentityTask(attrs.evolve(task.config, classifier="svm"), data, CPU)
-    rows, linear = t.references(), task.references()
+    linear = NeuronIdentityTask(attrs.evolve(task.config, classifier="logistic"), data, CPU).references()
+    rows = task.references()  # svm, the default
     assert list(rows) == ["features", "features+behavior", "features (logistic)"]
     assert rows["features (logistic)"] == linear["features"]
-    assert "features (logistic)" not in linear
+    assert list(linear) == ["features", "features+behavior"]

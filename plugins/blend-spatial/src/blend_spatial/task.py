@@ -41,7 +41,9 @@ class NeuronIdentityConfig:
     #: z-score activity with training-frame statistics: of each ``neuron``, or of its ``session`` (one
     #: mean and s.d. for all its neurons, so that neurons keep their relative amplitudes), or ``none``
     normalize: Literal["neuron", "session", "none"] = "neuron"
-    classifier: Literal["logistic", "svm", "mlp", "knn"] = "logistic"
+    #: on the frozen embeddings; ``svm`` (RBF) because a type can sit *between* others in embedding
+    #: space (EC cells among the inhibitory types), which no linear boundary separates
+    classifier: Literal["logistic", "svm", "mlp", "knn"] = "svm"
     class_weight: Literal["balanced", "none"] = "balanced"  #: logistic and svm
     svm_c: float = 1.0  #: svm only: the RBF SVM's regularisation C
     knn_neighbors: int = 10
