@@ -9,7 +9,8 @@ MC_Maze); here only the trial windows are ever built.
 - A bin is unobserved (NaN) when its first millisecond is outside the group's
   observation intervals (nlb_tools uses the first unit's intervals for a group).
 - Behavior on the 1 ms grid is resampled with ``scipy.signal.decimate`` (FIR, n=500)
-  after linear interpolation of gaps, as nlb_tools does.
+  after linear interpolation of gaps, as nlb_tools does (``decimated``); the loader filters
+  only the stretches around its windows, with the same result (``decimated_windows``).
 """
 
 from __future__ import annotations
