@@ -6,7 +6,8 @@ gains:
 - ``obsm["X_blend"]``: the student's embedding (``X_blend_teacher``,
   ``X_blend_baseline`` for the other roles of a run);
 - ``obs["blend_<label>"]``: the student's predicted class, and
-  ``obs["blend_<label>_prob_<class>"]`` its probabilities (the subclass
+  ``obs["blend_<label>_prob_<class>"]`` its probabilities (for ``classifier: svm``,
+  scores that sum to 1 rather than calibrated probabilities; the subclass
   classifier is fit on inhibitory neurons: read its output for IN cells);
 - ``obs["blend_split"]``: ``train`` (fit the classifier: predictions there are
   in-sample) or ``test`` (scored);
