@@ -35,3 +35,19 @@ def nlb_files(tmp_path_factory) -> dict[str, Path]:
         ds: write_nlb_file(root / f"{ds}.nwb", dataset=ds, n_trials=150 if ds == "dmfc_rsg" else 60, n_heldin=10, n_heldout=4, seed=1)
         for ds in DATASETS
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_test_phase_config():
+    """A test-phase config for a desc-train file: the smallest models, one epoch on the CPU."""
+
+    def make(train: Path) -> dict:
+        return {
+            "plugins": ["nwb"],
+            "data": {"type": "nwb", "path": str(train), "dataset": "mc_maze", "phase": "test"},
+            "backbone": {"type": "ndt", "num_layers": 1, "d_model": 8, "ffn_dim": 16, "num_heads": 2},
+            "privileged": {"type": "mlp", "hidden_dim": 4, "out_dim": 4},
+            "train": {"max_epochs": 1, "batch_size": 16, "warmup_steps": 1, "progress": False, "device": "cpu"},
+        }
+
+    return make

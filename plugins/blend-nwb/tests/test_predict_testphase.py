@@ -23,7 +23,7 @@ N_TRAIN, N_TEST, N_IN, N_OUT = 40, 12, 8, 3
 
 
 @pytest.fixture(scope="module")
-def test_phase_run(tmp_path_factory):
+def test_phase_run(tmp_path_factory, tiny_test_phase_config):
     from blend_core.api import run_blend as main
 
     root = tmp_path_factory.mktemp("testphase")
@@ -32,13 +32,7 @@ def test_phase_run(tmp_path_factory):
     write_nlb_file(train, dataset="mc_maze", n_trials=N_TRAIN, n_test_trials=N_TEST, n_heldin=N_IN,
                    n_heldout=N_OUT, seed=5, test_path=test)
     cfg = root / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "plugins": ["nwb"],
-        "data": {"type": "nwb", "path": str(train), "dataset": "mc_maze", "phase": "test"},
-        "backbone": {"type": "ndt", "num_layers": 1, "d_model": 8, "ffn_dim": 16, "num_heads": 2},
-        "privileged": {"type": "mlp", "hidden_dim": 4, "out_dim": 4},
-        "train": {"max_epochs": 1, "batch_size": 16, "warmup_steps": 1, "progress": False, "device": "cpu"},
-    }))
+    cfg.write_text(yaml.safe_dump(tiny_test_phase_config(train)))
     run = root / "run"
     assert main(["run", str(cfg), "--out", str(run)]) == 0
     return train, test, run

@@ -118,7 +118,7 @@ def test_score_rates_skips_unobserved_targets():
                                   decode_behavior=decode), rates) == {}
 
 
-def test_test_phase_run_end_to_end(nlb_pairs, tmp_path):
+def test_test_phase_run_end_to_end(nlb_pairs, tmp_path, tiny_test_phase_config):
     """`blend run` with data.phase: test writes submissions (no target, no scores) and the files' sha256."""
     pytest.importorskip("blend_core.runner")
     from blend_core.api import run_blend as main
@@ -126,13 +126,7 @@ def test_test_phase_run_end_to_end(nlb_pairs, tmp_path):
 
     train, test = nlb_pairs["mc_maze"]
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "plugins": ["nwb"],
-        "data": {"type": "nwb", "path": str(train), "dataset": "mc_maze", "phase": "test"},
-        "backbone": {"type": "ndt", "num_layers": 1, "d_model": 8, "ffn_dim": 16, "num_heads": 2},
-        "privileged": {"type": "mlp", "hidden_dim": 4, "out_dim": 4},
-        "train": {"max_epochs": 1, "batch_size": 16, "warmup_steps": 1, "progress": False, "device": "cpu"},
-    }))
+    cfg.write_text(yaml.safe_dump(tiny_test_phase_config(train)))
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out)]) == 0
     assert not (out / "nlb-target.h5").exists()
