@@ -253,9 +253,9 @@ def test_normalize_per_neuron_per_session_or_not(data):
 
 
 def test_normalize_rejects_an_unknown_mode(tmp_path):
-    from blend_core.errors import BlendError
-    from blend_core.config import load_config
-    from blend_core.plugins import load_plugins
+    from blend_core.api import BlendError
+    from blend_core.api import load_config
+    from blend_core.api import load_plugins
 
     path = tmp_path / "c.yaml"
     path.write_text("data: {type: spatial_synthetic}\ntask: {type: neuron_identity, normalize: true}\n"
