@@ -101,3 +101,20 @@ def test_references_fit_once_per_dataset(monkeypatch):
     assert NeuralTask(MaskedModelingConfig(), data, torch.device("cpu")).references() == rows[1]
     NeuralTask(MaskedModelingConfig(), generate(attrs.evolve(SMALL, seed=SMALL.seed + 1)), torch.device("cpu")).references()
     assert len(calls) == 2  # another dataset is fitted anew
+
+
+def test_reference_glms_run_on_one_blas_thread(monkeypatch):
+    """Extra BLAS threads only contend with training for the cores (docs/recipes.md: 2x slower on 2 cores)."""
+    from threadpoolctl import threadpool_info
+
+    import blend_core.references as references
+
+    seen, real = [], references.fit_poisson_glm
+
+    def spy(*args, **kwargs):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(references, "fit_poisson_glm", spy)
+    references.smoothing_rates(generate(SMALL), kernel_sd_ms=(20.0,), alphas=(1e-2,))
+    assert seen and all(threads == {1} for threads in seen)  # numpy and scipy both: one thread
