@@ -102,6 +102,10 @@ class NeuralData:
         for s in SPLITS:  # no 'val' trials would make the validation loss 0 and early stopping blind
             if not np.any(split == s):
                 fail("split", f"no '{s}' trials")
+        scored = self.heldout[split == "test"]
+        seen = scored[~np.isnan(scored)]
+        if seen.size and not seen.any():  # (test trials without any observed held-out bin are not scored here)
+            fail("heldout", "no spikes in the test trials; bits per spike (co-bps) is undefined")
         if not (isinstance(self.bin_ms, (int, float)) and np.isfinite(self.bin_ms) and self.bin_ms > 0):
             fail("bin_ms", f"expected a finite number > 0, got {self.bin_ms!r}")
         if self.behavior is not None:

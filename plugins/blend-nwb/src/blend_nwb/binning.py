@@ -103,8 +103,13 @@ class SpikeIndex:
 
     def __init__(self, spike_times: np.ndarray, bounds: np.ndarray, units: np.ndarray, step_ms: int,
                  ms: np.ndarray | None = None) -> None:
-        """``ms``: ``unit_sorted_ms(spike_times, bounds)`` when already computed (shared, not copied)."""
-        self.ms = unit_sorted_ms(spike_times, bounds) if ms is None else ms
+        """``ms``: the spikes' milliseconds when already computed (``ms_index`` or ``unit_sorted_ms``).
+
+        They are put in time order within units here whatever the caller passed (a check of one
+        pass when they already are; the sorted array is then shared, not copied): the binary
+        searches of ``spans`` are wrong on unsorted runs.
+        """
+        self.ms = unit_sorted_ms(spike_times, bounds, ms)
         units = np.asarray(units, dtype=np.int64)
         self.lo, self.hi = bounds[units], bounds[units + 1]
         self.n_units = len(units)
@@ -114,7 +119,7 @@ class SpikeIndex:
     def for_groups(cls, spike_times: np.ndarray, bounds: np.ndarray, groups: dict[str, np.ndarray], step_ms: int,
                    ms: np.ndarray | None = None) -> dict[str, SpikeIndex]:
         """One index per group of units, sharing one ``unit_sorted_ms`` array."""
-        ms = unit_sorted_ms(spike_times, bounds) if ms is None else ms
+        ms = unit_sorted_ms(spike_times, bounds, ms)
         return {name: cls(spike_times, bounds, units, step_ms, ms=ms) for name, units in groups.items()}
 
     def spans(self, a_ms: np.ndarray, b_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

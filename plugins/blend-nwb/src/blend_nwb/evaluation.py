@@ -19,6 +19,7 @@ from blend_core.api import DataError, bits_per_spike, psth_r2, velocity_r2
 from blend_nwb.nlb import SPECS
 
 DATASETS = tuple(SPECS)  #: the NLB dataset names (one table: ``blend_nwb.nlb.SPECS``)
+DATASET_KEYS = tuple(d + suffix for d in DATASETS for suffix in ("", "_20"))  #: groups in the files
 SUBMISSION_KEYS = ("train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout",
                    "eval_rates_heldin_forward", "eval_rates_heldout_forward")
 
@@ -58,16 +59,39 @@ def write_h5(path: str | Path, tree: dict[str, Any]) -> Path:
 
 
 def read_h5(path: str | Path, what: str) -> dict[str, Any]:
+    """The NLB dataset groups (``mc_maze``, ``mc_maze_20``, ...) of a submission or target file.
+
+    Only those groups are read, each dataset after ``h5safe`` checked it: no link or data
+    outside the file, no declared size beyond what the file can hold; anything malformed is
+    one line naming the file and the object.
+    """
+    from blend_nwb import h5safe
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
+
+    def fail(obj: str, msg: str) -> DataError:
+        return DataError(f"{path}: {obj}: {msg}")
+
     try:
-        with h5py.File(path, "r") as f:
-            def read(g: h5py.Group) -> dict[str, Any]:
-                return {k: read(v) if isinstance(v, h5py.Group) else v[()] for k, v in g.items()}
-            return read(f)
+        f = h5py.File(path, "r")
     except OSError:
         raise DataError(f"{path}: not a readable HDF5 {what} file") from None
+    with f:
+        out: dict[str, Any] = {}
+        for key in DATASET_KEYS:
+            group = h5safe.resolve(f, key, fail)
+            if group is None:
+                continue
+            if not isinstance(group, h5py.Group):
+                raise fail(key, "a dataset; expected a group of arrays (nlb_tools' layout)")
+            out[key] = {}
+            for name in group:
+                ds = h5safe.dataset(f, f"{key}/{name}", fail)
+                if ds is not None:
+                    out[key][name] = h5safe.read(ds, f"{key}/{name}", fail)
+        return out
 
 
 def submission_tree(key: str, rates: np.ndarray, train_rows: np.ndarray, eval_rows: np.ndarray,
@@ -110,34 +134,106 @@ def speed_tp_correlation(eval_spikes_heldout: np.ndarray, eval_rates: np.ndarray
     return float(np.mean(rs))
 
 
-def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any]) -> dict[str, float]:
-    """Scores of one dataset's submission against its target (nlb_tools' ``evaluate``)."""
-    f = lambda d, k: np.asarray(d[k], dtype=float)  # noqa: E731
-    for k in ("eval_rates_heldin", "eval_rates_heldout"):
-        if k not in sub:
-            raise DataError(f"submission: {key}/{k}: missing")
-    eval_rates = np.concatenate([f(sub, "eval_rates_heldin"), f(sub, "eval_rates_heldout")], axis=-1)
-    spikes = f(target, "eval_spikes_heldout")
-    out: dict[str, float] = {"co-bps": _core(f"{key} co-bps", bits_per_spike,
-                                             f(sub, "eval_rates_heldout"), spikes)}
+class _Files:
+    """Arrays of one dataset group of a submission and of its target, checked before any metric sees them."""
+
+    def __init__(self, key: str, sub: dict[str, Any], target: dict[str, Any], sub_name: str, target_name: str) -> None:
+        self.key, self.sub, self.target = key, sub, target
+        self.names = {id(sub): sub_name, id(target): target_name}
+
+    def fail(self, tree: dict[str, Any], name: str, msg: str) -> DataError:
+        return DataError(f"{self.names[id(tree)]}: {self.key}/{name}: {msg}")
+
+    def get(self, tree: dict[str, Any], name: str, ndim: tuple[int, ...] = (3,), rates: bool = False) -> np.ndarray:
+        if name not in tree:
+            raise self.fail(tree, name, "missing")
+        value = np.asarray(tree[name])
+        if value.dtype.kind not in "fiub":
+            raise self.fail(tree, name, f"expected numbers, got dtype {value.dtype}")
+        if value.ndim not in ndim:
+            want = " or ".join(f"{n}-d" for n in ndim)
+            raise self.fail(tree, name, f"expected a {want} array, got shape {value.shape}")
+        value = value.astype(float)
+        if rates and not (np.isfinite(value).all() and (value >= 0).all()):
+            raise self.fail(tree, name, "expected finite rates >= 0 (found NaN, infinite or negative values)")
+        return value
+
+    def same(self, tree: dict[str, Any], name: str, value: np.ndarray, shape: tuple[int, ...], like: str) -> None:
+        if value.shape[: len(shape)] != shape:
+            raise self.fail(tree, name, f"shape {value.shape} does not fit {like} {shape}")
+
+
+def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any], *, sub_name: str = "submission",
+                     target_name: str = "target") -> dict[str, float]:
+    """Scores of one dataset's submission against its target (nlb_tools' ``evaluate``).
+
+    Every array is checked (present, numeric, its shape fitting the others) first, so that a
+    malformed file is one line naming the file and the array, never an exception from numpy.
+    """
+    c = _Files(key, sub, target, sub_name, target_name)
+    spikes = c.get(target, "eval_spikes_heldout")
+    E, T, n_out = spikes.shape
+    eval_out = c.get(sub, "eval_rates_heldout", rates=True)
+    c.same(sub, "eval_rates_heldout", eval_out, spikes.shape, "the target's eval_spikes_heldout")
+    eval_in = c.get(sub, "eval_rates_heldin", rates=True)
+    c.same(sub, "eval_rates_heldin", eval_in, (E, T), "the target's eval trials x bins")
+    eval_rates = np.concatenate([eval_in, eval_out], axis=-1)
+    out: dict[str, float] = {"co-bps": _core(f"{key} co-bps", bits_per_spike, eval_out, spikes)}
     if key.startswith("dmfc_rsg"):
-        out["tp corr"] = speed_tp_correlation(spikes, eval_rates, f(target, "eval_behavior"))
+        behavior = c.get(target, "eval_behavior", ndim=(2,))
+        if behavior.shape[0] != E or behavior.shape[1] < 4:
+            raise c.fail(target, "eval_behavior", f"expected ({E} trials, is_eye, theta, is_short, ..., tp), "
+                         f"got shape {behavior.shape}")
+        out["tp corr"] = speed_tp_correlation(spikes, eval_rates, behavior)
     else:
-        train_rates = np.concatenate([f(sub, "train_rates_heldin"), f(sub, "train_rates_heldout")], axis=-1)
+        train_in = c.get(sub, "train_rates_heldin", rates=True)
+        train_out = c.get(sub, "train_rates_heldout", rates=True)
+        c.same(sub, "train_rates_heldin", train_in, (train_in.shape[0], T, eval_in.shape[2]), "eval_rates_heldin's bins x neurons")
+        c.same(sub, "train_rates_heldout", train_out, (train_in.shape[0], T, n_out), "train_rates_heldin and eval_rates_heldout")
+        train_rates = np.concatenate([train_in, train_out], axis=-1)
+        train_beh = c.get(target, "train_behavior", ndim=(2, 3))
+        eval_beh = c.get(target, "eval_behavior", ndim=(2, 3))
+        c.same(sub, "train_rates_heldin", train_in, train_beh.shape[:1], "the target's train_behavior trials")
+        c.same(target, "eval_behavior", eval_beh, (E,), "the eval trials")
         masks = {}
         if "train_decode_mask" in target:
-            masks = {"train_decode_mask": np.asarray(target["train_decode_mask"]).astype(bool),
-                     "eval_decode_mask": np.asarray(target["eval_decode_mask"]).astype(bool)}
-        out["vel R2"] = _core(f"{key} vel R2", velocity_r2, train_rates, f(target, "train_behavior"),
-                              eval_rates, f(target, "eval_behavior"), **masks)
+            masks = {m: c.get(target, m, ndim=(2,)).astype(bool) for m in ("train_decode_mask", "eval_decode_mask")}
+            c.same(target, "train_decode_mask", masks["train_decode_mask"], (len(train_in),), "the train trials")
+            c.same(target, "eval_decode_mask", masks["eval_decode_mask"], (E,), "the eval trials")
+        out["vel R2"] = _core(f"{key} vel R2", velocity_r2, train_rates, train_beh, eval_rates, eval_beh, **masks)
     if "psth" in target:
-        jitter = np.asarray(target["eval_jitter"]).astype(int) if "eval_jitter" in target else None
-        out["psth R2"] = _core(f"{key} psth R2", psth_r2, eval_rates, list(target["eval_cond_idx"]),
-                               f(target, "psth"), jitter=jitter)
+        psth = c.get(target, "psth")
+        if psth.shape[2] != eval_rates.shape[2]:
+            raise c.fail(target, "psth", f"{psth.shape[2]} neurons, but the submission's eval rates have "
+                         f"{eval_rates.shape[2]}")
+        cond_idx = _cond_index(c, target, E)
+        jitter = None
+        if "eval_jitter" in target:
+            jitter = c.get(target, "eval_jitter", ndim=(1,)).astype(int)
+            c.same(target, "eval_jitter", jitter, (E,), "the eval trials")
+        out["psth R2"] = _core(f"{key} psth R2", psth_r2, eval_rates, cond_idx, psth, jitter=jitter)
     if "eval_rates_heldin_forward" in sub and "eval_spikes_heldin_forward" in target:
-        fs = np.dstack([f(target, "eval_spikes_heldin_forward"), f(target, "eval_spikes_heldout_forward")])
-        fr = np.dstack([f(sub, "eval_rates_heldin_forward"), f(sub, "eval_rates_heldout_forward")])
-        out["fp-bps"] = _core(f"{key} fp-bps", bits_per_spike, fr, fs)
+        fs_in = c.get(target, "eval_spikes_heldin_forward")
+        fs_out = c.get(target, "eval_spikes_heldout_forward")
+        fr_in = c.get(sub, "eval_rates_heldin_forward", rates=True)
+        fr_out = c.get(sub, "eval_rates_heldout_forward", rates=True)
+        c.same(sub, "eval_rates_heldin_forward", fr_in, fs_in.shape, "the target's eval_spikes_heldin_forward")
+        c.same(sub, "eval_rates_heldout_forward", fr_out, fs_out.shape, "the target's eval_spikes_heldout_forward")
+        c.same(target, "eval_spikes_heldout_forward", fs_out, fs_in.shape[:2], "eval_spikes_heldin_forward")
+        out["fp-bps"] = _core(f"{key} fp-bps", bits_per_spike, np.dstack([fr_in, fr_out]), np.dstack([fs_in, fs_out]))
+    return out
+
+
+def _cond_index(c: _Files, target: dict[str, Any], n_eval: int) -> list[np.ndarray]:
+    """``eval_cond_idx``: per condition, eval trial indices in [0, n_eval)."""
+    if "eval_cond_idx" not in target:
+        raise c.fail(target, "eval_cond_idx", "missing (needed with psth)")
+    out = []
+    for part in np.asarray(target["eval_cond_idx"], dtype=object).reshape(-1):
+        idx = np.asarray(part)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= n_eval)):
+            raise c.fail(target, "eval_cond_idx", f"expected lists of eval trial indices in [0, {n_eval})")
+        out.append(idx.astype(np.int64))
     return out
 
 
@@ -150,8 +246,7 @@ def score_submission(submission_path: str | Path, target_path: str | Path) -> di
     """
     sub = read_h5(submission_path, "submission")
     target = read_h5(target_path, "target")
-    keys = [d + suf for d in DATASETS for suf in ("", "_20")]
-    found = [k for k in keys if k in sub and "eval_rates_heldout" in sub[k]]
+    found = [k for k in DATASET_KEYS if k in sub and "eval_rates_heldout" in sub[k]]
     if not found:
         raise DataError(f"{submission_path}: no NLB dataset group with 'eval_rates_heldout' "
                         f"(expected one of {', '.join(DATASETS)})")
@@ -159,5 +254,6 @@ def score_submission(submission_path: str | Path, target_path: str | Path) -> di
     for key in found:
         if key not in target or "eval_spikes_heldout" not in target[key]:
             raise DataError(f"{target_path}: no '{key}/eval_spikes_heldout'; is this the target for {key}?")
-        out[key] = evaluate_dataset(key, target[key], sub[key])
+        out[key] = evaluate_dataset(key, target[key], sub[key], sub_name=str(submission_path),
+                                    target_name=str(target_path))
     return out

@@ -67,18 +67,18 @@ def load_generic(path: str | Path, cfg: Any) -> GenericResult:
             if cfg.heldout_column == "heldout":
                 held = units.heldout
             else:
-                g = r.h5["units"]
-                if cfg.heldout_column not in g:
-                    raise r.fail(f"units/{cfg.heldout_column}", "column missing (data.heldout_column)")
-                held = np.asarray(g[cfg.heldout_column][()]).astype(bool)
+                column = f"units/{cfg.heldout_column}"
+                if not r.has(column):
+                    raise r.fail(column, "column missing (data.heldout_column)")
+                held = r.boolean(column, units.n_units, "marking the held-out units (data.heldout_column)")
         else:
             frac = 0.25 if cfg.heldout_fraction is None else cfg.heldout_fraction
             n_out = int(round(frac * units.n_units))
             held = np.zeros(units.n_units, bool)
             held[rng.permutation(units.n_units)[:n_out]] = True
         align_field = cfg.align_field or "start_time"
-        align = r.trial(align_field).astype(float)
-        stop = r.trial("stop_time").astype(float)
+        align = r.trial(align_field, numeric=True).astype(float)
+        _, stop = r.trial_times()
         if cfg.split_column:
             labels = r.trial(cfg.split_column).astype(str)
         else:
@@ -120,6 +120,13 @@ def load_generic(path: str | Path, cfg: Any) -> GenericResult:
         idx = B.SpikeIndex(units.spike_times, units.bounds, members, bin_ms)
         obs = units.obs_intervals[members[0]] if units.obs_intervals else None
         arrays[g] = B.windows(idx, B.ObservedMask(obs, n_ms), first, T + fp, bin_ms)
+        unobserved = np.isnan(arrays[g]).any(axis=(1, 2))
+        if unobserved.any():  # refused now, not after training (the references cannot smooth NaN)
+            i = int(np.flatnonzero(unobserved)[0])
+            raise r.fail("units/obs_intervals", f"{int(unobserved.sum())} of {len(rows)} trial windows reach into "
+                         f"unobserved time (first: trials row {rows[i]}); data.window_ms and data.fp_ms must lie "
+                         "inside the units' observation intervals (or mark those trials 'none' in "
+                         "data.split_column)")
 
     def stack(series_list, first_b, n_bins):
         if not series_list:

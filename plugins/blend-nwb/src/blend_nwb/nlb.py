@@ -116,9 +116,9 @@ def _test_trials(path: Path, spec: NLBSpec, bin_ms: int, T: int, fp: int, n_held
     with NWBReader(path) as r:
         units = r.units(need_heldout=False, need_obs_intervals=True)
         split = r.trial("split").astype(str)
-        align = r.trial(spec.align_field).astype(float)
-        stop = r.trial("stop_time")
-        unit_ids = np.asarray(r.h5["units/id"][()]) if "units/id" in r.h5 else np.arange(units.n_units)
+        align = r.trial(spec.align_field, numeric=True).astype(float)
+        _, stop = r.trial_times()
+        unit_ids = r.unit_ids(units.n_units)
         n_ms = _session_ms(r, units.obs_intervals, stop)
     members = np.arange(units.n_units)
     if units.heldout is not None:
@@ -160,7 +160,7 @@ def _session_ms(reader: NWBReader, obs: list[np.ndarray] | None, stop: np.ndarra
 def _channel_order(reader: NWBReader, name: str, n: int) -> np.ndarray:
     """nlb_tools names channels from ``comments='columns=[x,y]'`` and sorts them."""
     path = reader.find_series(name)
-    comments = reader.h5[path].attrs.get("comments", "") if path else ""
+    comments = reader.get(path).attrs.get("comments", "") if path else ""
     comments = comments.decode() if isinstance(comments, bytes) else str(comments)
     if "columns=" in comments:
         names = comments.split("[")[-1].split("]")[0].split(",")
@@ -275,9 +275,10 @@ def load_nlb(
             needed |= {"set_time", "is_outlier", *spec.behavior}
         if spec.decode_by:
             needed.add(spec.decode_by)
-        for c in sorted(needed):
-            cols[c] = r.trial(c)
-        unit_ids = np.asarray(r.h5["units/id"][()]) if "units/id" in r.h5 else np.arange(units.n_units)
+        cols["start_time"], cols["stop_time"] = r.trial_times()  # finite, start <= stop
+        for c in sorted(needed - {"start_time", "stop_time"}):
+            cols[c] = r.trial(c, numeric=True)
+        unit_ids = r.unit_ids(units.n_units)
         behavior_series = None
         if not spec.trial_behavior:
             behavior_series = r.series(spec.behavior[0])
@@ -315,7 +316,7 @@ def load_nlb(
     first = B.first_bins(np.nan_to_num(align_s), spec.window_ms[0] + jitter, bin_ms)
 
     rows = np.flatnonzero((is_train | is_val) & valid_align)
-    spike_ms = B.ms_index(units.spike_times)
+    spike_ms = B.unit_sorted_ms(units.spike_times, units.bounds)  # in time order within units, shared
     idx = B.SpikeIndex.for_groups(units.spike_times, units.bounds, groups, bin_ms, spike_ms)
     masks = {g: B.ObservedMask(units.obs_intervals[groups[g][0]], n_ms) for g in groups}
     heldin = B.windows(idx["heldin"], masks["heldin"], first[rows], T + fp, bin_ms)

@@ -16,9 +16,14 @@ import h5py
 import numpy as np
 
 from blend_core.api import DataError
+from blend_nwb import h5safe
 
 #: Where behavior series are looked up, in order, when given by bare name.
 BEHAVIOR_GROUPS = ("processing/behavior", "acquisition")
+#: Latest time (s on the session clock) accepted for spikes, trials, intervals and samples (about 116 days):
+#: beyond it millisecond indices stop being exact, and no recording session is that long.
+MAX_TIME_S = 1e7
+NUMBERS = "fiub"  #: numpy dtype kinds of numeric data (bool included)
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -54,8 +59,11 @@ def _decode(values: np.ndarray) -> np.ndarray:
 
 
 def _check_values(reader: NWBReader, obj: str, values: np.ndarray, *, allow_nan: bool = False,
-                  nonnegative: bool = False) -> None:
-    """Refuse infinite (and, unless allowed, NaN or negative) numbers, naming the file and field."""
+                  nonnegative: bool = False, time: bool = False) -> None:
+    """Refuse infinite (and, unless allowed, NaN or negative) numbers, naming the file and field.
+
+    ``time``: values are times on the session clock, at most ``MAX_TIME_S``.
+    """
     bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
     if bad.any():
         first = values[bad].flat[0]
@@ -64,6 +72,9 @@ def _check_values(reader: NWBReader, obj: str, values: np.ndarray, *, allow_nan:
     if nonnegative and values.size and np.nanmin(values) < 0:
         raise reader.fail(obj, f"{int((values < 0).sum())} negative values (min {np.nanmin(values)}); "
                           "expected times >= 0 s on the session clock")
+    if time and values.size and np.nanmax(values) > MAX_TIME_S:
+        raise reader.fail(obj, f"{int((values > MAX_TIME_S).sum())} values beyond {MAX_TIME_S:.0e} s (max "
+                          f"{np.nanmax(values):.6g}); expected times in seconds on the session clock")
 
 
 class NWBReader:
@@ -99,101 +110,166 @@ class NWBReader:
     def fail(self, obj: str, msg: str) -> DataError:
         return DataError(f"{self.path}: {obj}: {msg}")
 
-    def _read(self, ds: h5py.Dataset, obj: str) -> np.ndarray:
-        try:
-            return ds[()]
-        except (OSError, RuntimeError, KeyError) as exc:
-            raise self.fail(obj, f"unreadable data ({exc}); is the file truncated?") from None
+    def get(self, path: str) -> h5py.Group | h5py.Dataset | None:
+        """The object at ``path`` (links followed only inside the file), or None."""
+        return h5safe.resolve(self.h5, path, self.fail)
+
+    def has(self, path: str) -> bool:
+        return self.get(path) is not None
+
+    def read(self, path: str, *, kinds: str | None = NUMBERS, what: str = "numbers", ndim: int | None = None,
+             required: str | None = None) -> np.ndarray | None:
+        """The dataset at ``path`` read whole after its size, storage and dtype are checked.
+
+        Absent: None, or (with ``required``, the expectation to name) one line.
+        """
+        ds = h5safe.dataset(self.h5, path, self.fail, kinds=kinds, what=what)
+        if ds is None:
+            if required is not None:
+                raise self.fail(path, f"missing; expected {required}")
+            return None
+        if ndim is not None and ds.ndim != ndim:
+            raise self.fail(path, f"expected a {ndim}-d array of {what}, got shape {ds.shape}")
+        return h5safe.read(ds, path, self.fail)
+
+    def group(self, path: str) -> h5py.Group | None:
+        obj = self.get(path)
+        if obj is not None and not isinstance(obj, h5py.Group):
+            raise self.fail(path, "a dataset; expected a group")
+        return obj
+
+    def boolean(self, path: str, n: int, what: str) -> np.ndarray:
+        """A column of one boolean per row (True/False, or 0/1 numbers), ``n`` rows."""
+        values = self.read(path, kinds="biuf", what=f"booleans (True/False) {what}", ndim=1)
+        if values.dtype.kind != "b" and not np.isin(values, (0, 1)).all():
+            raise self.fail(path, f"expected booleans (True/False or 0/1) {what}, got other values "
+                            f"(e.g. {values[~np.isin(values, (0, 1))][0]})")
+        if len(values) != n:
+            raise self.fail(path, f"expected {n} values (one per unit), got {len(values)}")
+        return values.astype(bool)
+
+    def unit_ids(self, n: int) -> np.ndarray:
+        ids = self.read("units/id", kinds="iu", what="integer ids", ndim=1)
+        if ids is None:
+            return np.arange(n)
+        if len(ids) != n:
+            raise self.fail("units/id", f"expected {n} ids (one per unit), got {len(ids)}")
+        return ids
 
     # ------------------------------------------------------------ units
 
     def units(self, *, need_heldout: bool, need_obs_intervals: bool) -> Units:
-        if "units" not in self.h5:
+        if self.group("units") is None:
             raise self.fail("units", "no units table; expected /units with 'spike_times'")
-        g = self.h5["units"]
-        if "spike_times" not in g or "spike_times_index" not in g:
+        if not (self.has("units/spike_times") and self.has("units/spike_times_index")):
             raise self.fail("units", "expected columns 'spike_times' and 'spike_times_index'")
-        times = np.asarray(self._read(g["spike_times"], "units/spike_times"), dtype=np.float64)
-        index = np.asarray(self._read(g["spike_times_index"], "units/spike_times_index"), dtype=np.int64)
+        times = self.read("units/spike_times", kinds="fiu", what="spike times in seconds", ndim=1).astype(np.float64)
+        index = self.read("units/spike_times_index", kinds="iu", what="integer offsets", ndim=1).astype(np.int64)
         bounds = np.concatenate([[0], index])
         if len(index) == 0:
             raise self.fail("units", "the table has no units")
         if bounds[-1] != len(times) or np.any(np.diff(bounds) < 0):
             raise self.fail("units/spike_times_index", "index does not match spike_times")
-        _check_values(self, "units/spike_times", times, nonnegative=True)
+        if len(times) == 0:
+            raise self.fail("units/spike_times", "no spikes in any unit; expected a recording")
+        _check_values(self, "units/spike_times", times, nonnegative=True, time=True)
         heldout = None
-        if "heldout" in g:
-            heldout = np.asarray(self._read(g["heldout"], "units/heldout")).astype(bool)
+        if self.has("units/heldout"):
+            heldout = self.boolean("units/heldout", len(index), "marking the held-out units")
         elif need_heldout:
             raise self.fail("units/heldout", "column missing; expected a boolean 'heldout' column "
                             "marking the held-out neurons (NLB layout)")
         obs = None
-        if "obs_intervals" in g and "obs_intervals_index" in g:
-            flat = np.asarray(self._read(g["obs_intervals"], "units/obs_intervals"), dtype=np.float64)
-            oidx = np.concatenate([[0], self._read(g["obs_intervals_index"], "units/obs_intervals_index")])
-            if flat.ndim != 2 or flat.shape[1] != 2 or len(oidx) != len(bounds):
+        if self.has("units/obs_intervals") and self.has("units/obs_intervals_index"):
+            flat = self.read("units/obs_intervals", kinds="fiu", what="times in seconds").astype(np.float64)
+            oidx = np.concatenate([[0], self.read("units/obs_intervals_index", kinds="iu", what="integer offsets",
+                                                  ndim=1)])
+            if flat.ndim != 2 or flat.shape[1] != 2 or len(oidx) != len(bounds) or oidx[-1] != len(flat) \
+                    or np.any(np.diff(oidx) < 0):
                 raise self.fail("units/obs_intervals", "expected (k, 2) intervals per unit")
-            _check_values(self, "units/obs_intervals", flat, nonnegative=True)
+            _check_values(self, "units/obs_intervals", flat, nonnegative=True, time=True)
+            inverted = flat[:, 1] < flat[:, 0]
+            if inverted.any():
+                i = int(np.flatnonzero(inverted)[0])
+                raise self.fail("units/obs_intervals", f"{int(inverted.sum())} intervals end before they start "
+                                f"(first: [{flat[i, 0]}, {flat[i, 1]}]); expected [start, stop] with start <= stop")
             obs = [flat[oidx[i] : oidx[i + 1]] for i in range(len(oidx) - 1)]
         elif need_obs_intervals:
             raise self.fail("units/obs_intervals", "column missing; expected per-unit observation "
                             "intervals (NLB layout)")
-        if heldout is not None and len(heldout) != len(index):
-            raise self.fail("units/heldout", f"expected {len(index)} values, got {len(heldout)}")
         return Units(spike_times=times, bounds=bounds, heldout=heldout, obs_intervals=obs)
 
     # ------------------------------------------------------------ trials
 
     def trial_columns(self) -> list[str]:
-        if "intervals/trials" not in self.h5:
+        g = self.group("intervals/trials")
+        if g is None:
             raise self.fail("intervals/trials", "no trials table")
-        g = self.h5["intervals/trials"]
         return [k for k in g if not k.endswith("_index") and k != "id"]
 
     def n_trials(self) -> int:
         return len(self.trial("start_time"))
 
-    def trial(self, column: str) -> np.ndarray:
-        """One trials-table column as a 1-d array (strings decoded)."""
-        if "intervals/trials" not in self.h5:
+    def trial(self, column: str, *, numeric: bool = False) -> np.ndarray:
+        """One trials-table column as a 1-d array (strings decoded); ``numeric``: numbers required."""
+        if self.group("intervals/trials") is None:
             raise self.fail("intervals/trials", "no trials table; expected /intervals/trials")
-        g = self.h5["intervals/trials"]
-        if column not in g:
+        obj = f"intervals/trials/{column}"
+        if not self.has(obj):
             cols = ", ".join(sorted(self.trial_columns()))
-            raise self.fail(f"intervals/trials/{column}", f"column missing; the table has: {cols}")
-        if f"{column}_index" in g:
-            raise self.fail(f"intervals/trials/{column}", "a ragged column; expected one value per trial")
-        values = np.asarray(self._read(g[column], f"intervals/trials/{column}"))
+            raise self.fail(obj, f"column missing; the table has: {cols}")
+        if self.has(f"{obj}_index"):
+            raise self.fail(obj, "a ragged column; expected one value per trial")
+        values = self.read(obj, kinds=NUMBERS if numeric else None, what="numbers (one per trial)")
         if values.ndim != 1:
-            raise self.fail(f"intervals/trials/{column}", f"expected one value per trial, got shape {values.shape}")
+            raise self.fail(obj, f"expected one value per trial, got shape {values.shape}")
         if values.dtype.kind == "f":  # NaN marks a missing value (e.g. tp of test trials); inf is an error
-            _check_values(self, f"intervals/trials/{column}", values, allow_nan=True)
+            _check_values(self, obj, values, allow_nan=True)
         return _decode(values)
+
+    def trial_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """``start_time`` and ``stop_time`` of every trial: finite, on the session clock, start <= stop."""
+        start = self.trial("start_time", numeric=True).astype(np.float64)
+        stop = self.trial("stop_time", numeric=True).astype(np.float64)
+        for name, values in (("start_time", start), ("stop_time", stop)):
+            _check_values(self, f"intervals/trials/{name}", values, nonnegative=True, time=True)
+        if len(start) != len(stop):
+            raise self.fail("intervals/trials/stop_time", f"expected {len(start)} values like start_time, got {len(stop)}")
+        if len(start) == 0:
+            raise self.fail("intervals/trials", "the table has no trials")
+        reversed_ = stop < start
+        if reversed_.any():
+            i = int(np.flatnonzero(reversed_)[0])
+            raise self.fail("intervals/trials", f"{int(reversed_.sum())} trials end before they start (first: row {i}, "
+                            f"start_time {start[i]} > stop_time {stop[i]}); expected start_time <= stop_time")
+        return start, stop
 
     # ------------------------------------------------------------ behavior
 
     def find_series(self, name: str) -> str | None:
         """The HDF5 path of a TimeSeries given as a path or a bare name."""
         if "/" in name:
-            return name.strip("/") if name.strip("/") in self.h5 else None
+            return name.strip("/") if self.has(name.strip("/")) else None
         for group in BEHAVIOR_GROUPS:
-            if f"{group}/{name}" in self.h5:
+            if self.has(f"{group}/{name}"):
                 return f"{group}/{name}"
-        if "processing" in self.h5:
-            for module in self.h5["processing"]:
-                if name in self.h5["processing"][module]:
+        processing = self.group("processing")
+        if processing is not None:
+            for module in processing:
+                if self.has(f"processing/{module}/{name}"):
                     return f"processing/{module}/{name}"
         return None
 
     def series_names(self) -> list[str]:
         names = []
         for group in ("processing", "acquisition"):
-            if group not in self.h5:
+            g = self.group(group)
+            if g is None:
                 continue
             def visit(path: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Group) and "data" in obj:
                     names.append(f"{group}/{path}")
-            self.h5[group].visititems(visit)
+            g.visititems(visit)
         return names
 
     def series(self, name: str) -> Series:
@@ -202,28 +278,51 @@ class NWBReader:
             avail = ", ".join(self.series_names()) or "none"
             raise self.fail(name, f"behavior series not found under {' or '.join(BEHAVIOR_GROUPS)}; "
                             f"series in the file: {avail}")
-        g = self.h5[path]
-        if not isinstance(g, h5py.Group) or "data" not in g:
+        g = self.get(path)
+        if not isinstance(g, h5py.Group) or not self.has(f"{path}/data"):
             raise self.fail(path, "not a TimeSeries (no 'data')")
-        data = self._read(g["data"], f"{path}/data")
+        data = self.read(f"{path}/data", kinds="fiu", what="numbers (samples x channels)")
         dtype = data.dtype
         data = np.asarray(data, dtype=np.float64)
         if data.ndim == 1:
             data = data[:, None]
+        if data.ndim != 2 or data.shape[0] == 0:
+            raise self.fail(f"{path}/data", f"expected (samples, channels), got shape {data.shape}")
         rate = None
         start = 0.0
-        if "timestamps" in g:
-            times = np.asarray(self._read(g["timestamps"], f"{path}/timestamps"), dtype=np.float64)
-        elif "starting_time" in g:
-            st = g["starting_time"]
-            start = float(st[()])
-            rate = float(st.attrs["rate"])
+        if self.has(f"{path}/timestamps"):
+            times = self.read(f"{path}/timestamps", kinds="fiu", what="times in seconds", ndim=1).astype(np.float64)
+        elif self.has(f"{path}/starting_time"):
+            st = self.read(f"{path}/starting_time", kinds="fiu", what="a time in seconds")
+            if st.size != 1:
+                raise self.fail(f"{path}/starting_time", f"expected one number, got shape {st.shape}")
+            start = float(st.reshape(-1)[0])
+            rate = self.get(f"{path}/starting_time").attrs.get("rate")
+            if rate is None:
+                raise self.fail(f"{path}/starting_time", "no 'rate' attribute; expected the sampling rate in Hz "
+                                "(or 'timestamps')")
+            try:
+                rate = float(np.asarray(rate).reshape(-1)[0])
+            except (TypeError, ValueError, IndexError):
+                raise self.fail(f"{path}/starting_time", f"rate: expected a number in Hz, got {rate!r:.60}") from None
+            if not (np.isfinite(rate) and rate > 0 and np.isfinite(start)):
+                raise self.fail(f"{path}/starting_time", f"expected a finite start and a rate > 0 Hz, got "
+                                f"{start} s at {rate} Hz")
             times = start + np.arange(data.shape[0]) / rate
         else:
             raise self.fail(path, "neither 'timestamps' nor 'starting_time' with a rate")
         if len(times) != data.shape[0]:
             raise self.fail(path, f"{len(times)} timestamps for {data.shape[0]} samples")
         _check_values(self, f"{path}/data", data, allow_nan=True)  # NaN samples are gaps, interpolated
-        _check_values(self, f"{path}/timestamps", times)
+        _check_values(self, f"{path}/timestamps", times, time=True)
+        for c in range(data.shape[1]):  # behavior that carries nothing: the teacher learns nothing, R2 is meaningless
+            col = data[:, c]
+            finite = col[~np.isnan(col)]
+            which = f"channel {c}: " if data.shape[1] > 1 else ""
+            if finite.size == 0:
+                raise self.fail(f"{path}/data", f"{which}NaN only; expected measured behavior")
+            if finite.min() == finite.max():
+                raise self.fail(f"{path}/data", f"{which}constant ({finite[0]:g}); behavior that never changes "
+                                "carries no information (and would make vel R2 meaningless)")
         return Series(name=path.rsplit("/", 1)[-1], data=data, times=times, rate=rate,
                       starting_time=start, dtype=dtype)

@@ -20,11 +20,14 @@ LOADING = "units/truth_loading"
 
 def read_truth(r: NWBReader) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(drive (ms, channels), log_rate (units,), loading (units, channels)), or None."""
-    if not all(key in r.h5 for key in (DRIVE, LOG_RATE, LOADING)):
+    if not all(r.has(key) for key in (DRIVE, LOG_RATE, LOADING)):
         return None
-    drive = np.asarray(r.h5[DRIVE][()], dtype=np.float64)
-    log_rate = np.asarray(r.h5[LOG_RATE][()], dtype=np.float64)
-    loading = np.asarray(r.h5[LOADING][()], dtype=np.float64).reshape(len(log_rate), -1)
+    drive = r.read(DRIVE, kinds="fiu").astype(np.float64)
+    log_rate = r.read(LOG_RATE, kinds="fiu", ndim=1).astype(np.float64)
+    loading = r.read(LOADING, kinds="fiu").astype(np.float64)
+    if loading.size % max(len(log_rate), 1):
+        raise r.fail(LOADING, f"expected one row per unit ({len(log_rate)}), got shape {loading.shape}")
+    loading = loading.reshape(len(log_rate), -1)
     if drive.ndim != 2 or loading.shape[1] != drive.shape[1]:
         raise r.fail(DRIVE, f"expected (ms, {loading.shape[1]}) drive channels, got shape {drive.shape}")
     return drive, log_rate, loading
