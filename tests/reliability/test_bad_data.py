@@ -34,6 +34,8 @@ CASES = [
      "behavior: infinite values in test trials"),
     ("inf decode target", lambda d: {"decode_behavior": _with(d.decode_behavior, (0, 0, 0), -np.inf)},
      "decode_behavior: infinite values"),
+    ("no held-out spikes in test", lambda d: {"heldout": _with(d.heldout, d.split == "test", 0.0)},
+     "heldout: no spikes in the test trials; bits per spike (co-bps) is undefined"),
     ("negative bin", lambda d: {"bin_ms": -5.0}, "bin_ms: expected a finite number > 0, got -5.0"),
     ("nan bin", lambda d: {"bin_ms": float("nan")}, "bin_ms: expected a finite number > 0, got nan"),
 ]
