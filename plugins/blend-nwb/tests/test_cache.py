@@ -83,8 +83,68 @@ def test_bad_entry_is_recomputed(nlb_files, tmp_path, monkeypatch, caplog):
             target.write_bytes(bad)
         res = _load(nlb_files["mc_maze"], "mc_maze")
         _same(res, load_nlb(nlb_files["mc_maze"], "mc_maze"))
-        assert "unreadable" in caplog.text
+        assert "is bad" in caplog.text
         assert target.stat().st_size > 1000  # replaced by a good entry
+
+
+def _entry(root):
+    (entry,) = [p for p in (root / "nwb").iterdir() if p.name != "sha256"]
+    return entry
+
+
+def test_edited_entry_is_evicted(nlb_files, tmp_path, monkeypatch, caplog):
+    """An entry whose arrays changed after they were stored (counts + 3) is never served (issue 19)."""
+    monkeypatch.setenv("BLEND_CACHE_DIR", str(tmp_path))
+    fresh = load_nlb(nlb_files["mc_maze"], "mc_maze")
+    _load(nlb_files["mc_maze"], "mc_maze")
+    counts = np.load(_entry(tmp_path) / "data.heldin.npy", mmap_mode="r+")
+    counts += 3
+    counts.flush()
+    del counts
+    caplog.clear()
+    _same(_load(nlb_files["mc_maze"], "mc_maze"), fresh)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "data.heldin.npy does not match its sha256" in warnings[0], warnings
+    caplog.clear()
+    _same(_load(nlb_files["mc_maze"], "mc_maze"), fresh)  # the recomputed entry is good again
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_entry_with_non_finite_values_is_evicted(nlb_files, tmp_path, monkeypatch, caplog):
+    """Even an entry whose digests were rewritten to match is checked against the data contract."""
+    import json
+
+    from blend_nwb import cache
+
+    monkeypatch.setenv("BLEND_CACHE_DIR", str(tmp_path))
+    fresh = load_nlb(nlb_files["mc_maze"], "mc_maze")
+    _load(nlb_files["mc_maze"], "mc_maze")
+    entry = _entry(tmp_path)
+    behavior = np.load(entry / "data.behavior.npy")
+    behavior[:] = np.inf
+    np.save(entry / "data.behavior.npy", behavior)
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["arrays"]["data.behavior"]["sha256"] = cache._array_digest(behavior)
+    (entry / "meta.json").write_text(json.dumps(meta))
+    _same(_load(nlb_files["mc_maze"], "mc_maze"), fresh)
+    assert "behavior: NaN or infinite values" in caplog.text
+    assert np.isfinite(np.load(_entry(tmp_path) / "data.behavior.npy")).all()
+
+
+@pytest.mark.parametrize("umask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o002, 0o775, 0o664)])
+def test_entries_follow_the_umask(nlb_files, tmp_path, monkeypatch, umask, dir_mode, file_mode):
+    """A lab-shared BLEND_CACHE_DIR: entries are readable (and with umask 002 writable) by the group."""
+    import os
+
+    monkeypatch.setenv("BLEND_CACHE_DIR", str(tmp_path))
+    old = os.umask(umask)
+    try:
+        _load(nlb_files["mc_maze"], "mc_maze")
+    finally:
+        os.umask(old)
+    entry = _entry(tmp_path)
+    assert entry.stat().st_mode & 0o777 == dir_mode
+    assert {p.stat().st_mode & 0o777 for p in entry.iterdir()} == {file_mode}
 
 
 def test_cache_off_and_default_location(nlb_files, tmp_path, monkeypatch):

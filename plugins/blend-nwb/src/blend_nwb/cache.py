@@ -4,7 +4,13 @@ An entry is keyed by the sha256 of every input file, every loading setting, the 
 version and a digest of the source of the modules that compute the tensors: a changed
 file, setting or loader can never be served an old entry. Entries are directories of
 ``.npy`` files read with ``allow_pickle=False`` (no code can come out of a cache file),
-renamed into place when complete; an unreadable entry is recomputed and replaced.
+renamed into place when complete. An entry is verified before it is served: every
+array's dtype, shape and sha256 against ``meta.json``, and the data contract
+(``NeuralData.validate``); an entry that fails (edited, truncated, corrupt) is removed
+with a one-line warning and recomputed from the file.
+
+Entries get the permissions of the user's umask (0755 directories and 0644 files under
+umask 022, group-writable under 002), so a lab can share one ``BLEND_CACHE_DIR``.
 
 The directory is ``$BLEND_CACHE_DIR/nwb`` (default ``~/.cache/blend/nwb``); set
 ``BLEND_CACHE_DIR=off`` to disable the cache. Deleting the directory clears it. File
@@ -31,12 +37,12 @@ from blend_core.api import DataError, NeuralData, atomic_write
 log = logging.getLogger("blend.nwb")
 
 CACHE_ENV = "BLEND_CACHE_DIR"
-FORMAT = 1  #: bump when the layout of an entry changes
+FORMAT = 2  #: bump when the layout of an entry changes (2: per-array dtype, shape and sha256 in meta.json)
 _OFF = {"", "0", "off", "none", "false", "no"}
 #: a file's digest is remembered only once the file has been left alone this long (s)
 MEMO_MIN_AGE_S = 2.0
 #: modules whose code decides the cached values
-_LOADER_MODULES = ("nlb.py", "binning.py", "nwbfile.py", "cache.py", "truth.py")
+_LOADER_MODULES = ("nlb.py", "binning.py", "nwbfile.py", "h5safe.py", "cache.py", "truth.py")
 
 
 def cache_dir() -> Path | None:
@@ -145,7 +151,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], name: str) -> Any:
     data_kw: dict[str, Any] = {f: arrays.get(f"data.{f}") for f in _DATA_FIELDS}
     data_kw["behavior_names"] = tuple(str(x) for x in data_kw["behavior_names"]) if data_kw["behavior_names"] is not None else ()
     data_kw["split"] = data_kw["split"].astype(str)
-    # validated when it was computed; the entry holds exactly those arrays
+    # checked by the caller (_load_entry): digests, then the data contract
     data = NeuralData(fp_bins=int(arrays["data.fp_bins"]), bin_ms=float(arrays["data.bin_ms"]), name=name,
                       **data_kw)
     target: dict[str, Any] = {k[len("target."):]: v for k, v in arrays.items() if k.startswith("target.")}
@@ -161,12 +167,43 @@ def _from_arrays(arrays: dict[str, np.ndarray], name: str) -> Any:
                      first_bins=arrays["res.first_bins"], phase=str(arrays["res.phase"]))
 
 
+class _BadEntry(Exception):
+    """A cache entry that is not what was stored."""
+
+
+def _array_digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).reshape(-1).view(np.uint8)).hexdigest()
+
+
+def _describe(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    return {k: {"dtype": v.dtype.str, "shape": list(v.shape), "sha256": _array_digest(v)} for k, v in arrays.items()}
+
+
+def _load_entry(entry: Path, name: str) -> Any:
+    """The entry's NLBResult, each array checked against its recorded dtype, shape and digest."""
+    meta = json.loads((entry / "meta.json").read_text())
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("arrays"), dict):
+        raise _BadEntry("meta.json is not this version's")
+    arrays = {}
+    for k, want in meta["arrays"].items():
+        # copy-on-write maps: pages are read when used, and a write lands in memory, never in the entry
+        a = np.load(entry / f"{k}.npy", allow_pickle=False, mmap_mode="c")
+        if a.dtype.str != want["dtype"] or list(a.shape) != want["shape"]:
+            raise _BadEntry(f"{k}.npy is {a.dtype.str} {list(a.shape)}, stored as {want['dtype']} {want['shape']}")
+        if _array_digest(a) != want["sha256"]:
+            raise _BadEntry(f"{k}.npy does not match its sha256 (changed since it was stored)")
+        arrays[k] = a
+    res = _from_arrays(arrays, name)
+    res.data.validate()  # the data contract (non-finite values, shapes), as when it was computed
+    return res
+
+
 def cached_nlb(file_hashes: dict[str, str], settings: dict[str, Any], name: str, compute: Callable[[], Any]) -> Any:
     """``compute()`` (an ``NLBResult``), or the stored entry for these files and settings.
 
-    An entry is a directory of ``.npy`` files (no archive, no checksum pass: a warm load maps
-    them copy-on-write) plus ``meta.json``, built under a temporary name and renamed into place
-    in one step, so a reader sees a complete entry or none.
+    An entry is a directory of ``.npy`` files plus ``meta.json`` (each array's dtype, shape and
+    sha256), built under a temporary name and renamed into place in one step, so a reader sees
+    a complete entry or none; a reader serves it only if every array still matches.
     """
     root = cache_dir()
     if root is None:
@@ -174,14 +211,12 @@ def cached_nlb(file_hashes: dict[str, str], settings: dict[str, Any], name: str,
     entry = root / entry_key(file_hashes, settings)
     if entry.is_dir():
         try:
-            names = json.loads((entry / "meta.json").read_text())["arrays"]
-            # copy-on-write maps: pages are read when used, and a write lands in memory, never in the entry
-            arrays = {k: np.load(entry / f"{k}.npy", allow_pickle=False, mmap_mode="c") for k in names}
-            res = _from_arrays(arrays, name)
+            res = _load_entry(entry, name)
             log.info("loaded prepared tensors from the cache %s", entry)
             return res
         except Exception as exc:  # noqa: BLE001 - a bad entry is recomputed, never trusted
-            log.warning("cache entry %s unreadable (%s); recomputing", entry, exc)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("cache entry %s is bad (%s); removed, recomputing it from the file", entry, reason[:200])
             shutil.rmtree(entry, ignore_errors=True)
     res = compute()
     try:
@@ -191,13 +226,20 @@ def cached_nlb(file_hashes: dict[str, str], settings: dict[str, Any], name: str,
     return res
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _store(entry: Path, arrays: dict[str, np.ndarray]) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a lab's shared cache needs the umask's mode
         for k, v in arrays.items():
             np.save(tmp / f"{k}.npy", v, allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps({"arrays": list(arrays)}))
+        (tmp / "meta.json").write_text(json.dumps({"format": FORMAT, "arrays": _describe(arrays)}))
         try:
             os.rename(tmp, entry)
         except OSError:
