@@ -226,10 +226,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted; continue with --resume", file=sys.stderr)
+        from blend_core.progress import close_all
+
+        close_all()  # end the bar's line: the message below starts on its own
+        print(f"interrupted; continue with: {resume_command(argv)}" if args.command in RESUMABLE
+              else "interrupted", file=sys.stderr)
         return 130
     finally:
         rundir.end_of_command()
+
+
+#: commands an interrupted run of which continues with --resume
+RESUMABLE = ("run", "demo", "sweep")
+
+
+def resume_command(argv: Sequence[str] | None) -> str:
+    """The command line that continues this interrupted one: the same arguments, without
+    ``--overwrite`` (it would move the partial run aside) and with ``--resume``."""
+    import shlex
+
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--overwrite"]
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["blend", *args])
 
 
 def _one_line(exc: BaseException) -> str:

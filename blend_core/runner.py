@@ -30,7 +30,7 @@ ROLES = ("teacher", "student", "baseline")
 
 
 #: keys that change how a run looks or where it goes, never what it computes
-COSMETIC_KEYS = {"output": None, "train": ("progress", "threads", "tensorboard")}
+COSMETIC_KEYS = {"output": None, "train": ("progress", "progress_seconds", "threads", "tensorboard")}
 
 
 def _results_relevant(config: dict[str, Any]) -> dict[str, Any]:

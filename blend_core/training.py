@@ -16,6 +16,7 @@ from torch import nn
 from blend_core.config import TrainConfig
 from blend_core.io import load_checkpoint, save_torch
 from blend_core.model import BlendModel, ModelOutput
+from blend_core.progress import make_progress
 from blend_core.task import Task
 
 log = logging.getLogger("blend")
@@ -280,7 +281,7 @@ def fit(
             "global_rng": _global_rng(),
         })
 
-    bar = _progress(role, start_epoch, train)
+    bar = make_progress(role, train.max_epochs, start_epoch, train.progress, train.progress_seconds)
     model.train()
     epoch = start_epoch - 1
     for epoch in range(start_epoch, train.max_epochs):
@@ -299,7 +300,7 @@ def fit(
             add_terms(sums, terms)
             steps += 1
         if (epoch + 1) % train.eval_every and epoch + 1 != train.max_epochs:
-            bar.update(1)
+            bar.update(epoch)
             if (epoch + 1) % train.checkpoint_every == 0:  # not only on evaluation epochs
                 save(epoch)
             continue
@@ -311,8 +312,7 @@ def fit(
             on_epoch(record)
         if stopper.update(val, epoch):
             best_state = _state_copy(model)
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{val:.4f}", best=f"{stopper.best_val:.4f}")
+        bar.update(epoch, loss=record["train_loss"], val=val, best=stopper.best_val)
         log.info("%s", format_record(role, record))
         if (epoch + 1) % train.checkpoint_every == 0:
             save(epoch)
@@ -327,11 +327,3 @@ def fit(
         epochs_run=epoch + 1, history=history,
     )
 
-
-def _progress(role: str, start: int, train: TrainConfig):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=train.max_epochs, initial=start, desc=f"{role:>8}", unit="ep",
-        disable=not train.progress, leave=True, dynamic_ncols=True,
-    )
