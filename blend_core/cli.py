@@ -19,6 +19,17 @@ def _global_options(p: argparse.ArgumentParser) -> None:
                    help="load this installed plugin (entry-point name) even with autoload off")
 
 
+def add_config_args(sp: argparse.ArgumentParser, print_config: bool = True) -> None:
+    """``--set``, ``--unset`` (one list, in command-line order) and ``--print-config``."""
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="override a config key, e.g. train.max_epochs=5; KEY=null drops it (repeatable)")
+    sp.add_argument("--unset", action="append", metavar="KEY", dest="overrides", type=lambda key: f"{key}=null",
+                    help="drop a config key so that its default applies (repeatable)")
+    if print_config:
+        sp.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (every default filled in) and exit")
+
+
 def _parser(plugins) -> argparse.ArgumentParser:
     conflicts = "; ".join(plugins.registry.conflicts)
     p = argparse.ArgumentParser(prog="blend", description=__doc__,
@@ -27,8 +38,7 @@ def _parser(plugins) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_run_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override a config key, e.g. train.max_epochs=5 (repeatable)")
+        add_config_args(sp)
         sp.add_argument("--out", type=Path, help="run directory (default: output.dir)")
         sp.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
         sp.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -44,7 +54,7 @@ def _parser(plugins) -> argparse.ArgumentParser:
     add_run_args(demo)
     val = sub.add_parser("validate", help="check a config without running it")
     val.add_argument("config", type=Path)
-    val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
+    add_config_args(val)
     sub.add_parser("plugins", help="list plugins and what they contribute")
     pred = sub.add_parser("predict", help="apply a run's trained student to data (no behavior needed)")
     pred.add_argument("run_dir", type=Path)
@@ -65,24 +75,51 @@ def _plugins(args: argparse.Namespace, extra: Sequence[str] = ()):
 
 
 def _load(args: argparse.Namespace, path: Path):
-    """The config at ``path`` with ``--set`` applied, and the plugins it names loaded."""
-    from blend_core.config import apply_overrides, build_config, read_yaml
+    """The config at ``path`` with ``--set``/``--unset`` applied, and the plugins it names loaded.
+
+    A problem with a key given on the command line is reported as the ``--set``'s, not the file's.
+    """
+    import copy
+
+    from blend_core.config import apply_overrides, build_config, override_sources, read_yaml
+    from blend_core.errors import ConfigError
 
     raw = read_yaml(path)
-    if isinstance(raw, dict):
-        raw = apply_overrides(raw, args.overrides)
-    extra = raw.get("plugins", []) if isinstance(raw, dict) else []
+    extra = []
+    if isinstance(raw, dict):  # the plugins the config names (maybe by --set) come first: they add types
+        extra = apply_overrides(copy.deepcopy(raw), args.overrides).get("plugins", [])
     plugins = args.plugins
     if isinstance(extra, list) and any(not plugins.manager.has_plugin(str(n)) for n in extra):
         plugins = _plugins(args, extra)  # loaded again only when the config names a plugin not yet loaded
     plugins.registry.check_conflicts()
-    return build_config(raw, plugins.registry, source=str(path)), plugins
+    if isinstance(raw, dict):
+        notes: list[str] = []
+        raw = apply_overrides(raw, args.overrides, plugins.registry, notes)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    try:
+        return build_config(raw, plugins.registry, source=str(path)), plugins
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, exc.source,
+                          override_sources(exc.problems, args.overrides, exc.source)) from None
+
+
+def _print_config(config) -> int:
+    """``--print-config``: the resolved config (every default filled in) as YAML, and nothing run."""
+    import yaml
+
+    from blend_core.config import resolved_dict
+
+    print(yaml.safe_dump(resolved_dict(config), sort_keys=False), end="")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
     from blend_core.runner import format_summary, format_table, run, run_seeds
 
     config, plugins = _load(args, config_path)
+    if args.print_config:
+        return _print_config(config)
     if args.seeds < 1:
         raise BlendError(f"--seeds: expected a positive number, got {args.seeds}")
     if args.seeds > 1:
@@ -104,6 +141,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from blend_core.training import resolve_device
 
     config, plugins = _load(args, args.config)
+    if args.print_config:
+        return _print_config(config)
     registry = plugins.registry
     _, data = load_data(config, registry)
     config = resolve_task(config, registry, data)
@@ -111,23 +150,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_run(config, registry, build_task(config, registry, data, device), device)
     teacher = f", {config.teacher.type} teacher" if config.teacher is not None else ""
     print(f"{args.config}: ok ({config.data.type} data, {config.backbone.type} backbone{teacher}, "
-          f"{len(config.distillation.losses)} distillation loss(es); models checked on a batch of the data)")
+          f"{_count(len(config.distillation.losses), 'distillation loss', 'distillation losses')}; models checked on a batch of the data)")
     return 0
+
+
+#: hooks listed under each plugin (the blend_add_* hooks show as the components they register)
+LISTED_HOOKS = ("blend_run_finished", "blend_epoch_end", "blend_add_commands")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     plugins = args.plugins
     by_plugin = plugins.registry.by_plugin()
+    comps = [c for info in plugins.infos for c in by_plugin.get(info.name, [])]
+    kind_w = max([len("hooks"), *(len(c.kind) for c in comps)]) + 2
+    name_w = max([0, *(len(c.name) for c in comps)]) + 2
     for info in plugins.infos:
         tag = " (built-in)" if info.builtin else ""
         print(f"{info.name}  {info.version}{tag}")
         for comp in sorted(by_plugin.get(info.name, []), key=lambda c: (c.kind, c.name)):
-            print(f"    {comp.kind:<18} {comp.name:<12} {comp.description}")
+            print(f"    {comp.kind:<{kind_w}}{comp.name:<{name_w}}{comp.description}")
         module = plugins.manager.get_plugin(info.name)
-        hooks = [h.name for h in plugins.manager.get_hookcallers(module) or []
-                 if h.name in ("blend_run_finished", "blend_add_commands")]
+        hooks = [h.name for h in plugins.manager.get_hookcallers(module) or [] if h.name in LISTED_HOOKS]
         if hooks:
-            print(f"    {'hooks':<18} {', '.join(sorted(hooks))}")
+            print(f"    {'hooks':<{kind_w}}{', '.join(sorted(hooks))}")
     for line in plugins.failures:
         print(f"FAILED {line}")
     for line in plugins.registry.conflicts:
@@ -149,8 +198,7 @@ def _add_experiment_commands(sub) -> None:
     """``blend sweep`` and ``blend report`` (docs/experiments.md)."""
     sw = sub.add_parser("sweep", help="grid/random search over config keys on Ray Tune (the config's sweep: section)")
     sw.add_argument("config", type=Path)
-    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                    help="override a config key, e.g. sweep.num_samples=8 (repeatable)")
+    add_config_args(sw, print_config=False)
     sw.add_argument("--out", type=Path, help="sweep directory (default: output.dir)")
     sw.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
     sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
@@ -168,7 +216,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     require_ray()
     _, plugins = _load(args, args.config)  # the base config and its sweep: section, validated
-    raw = apply_overrides(read_yaml(args.config), args.overrides)
+    raw = apply_overrides(read_yaml(args.config), args.overrides, plugins.registry)
     result = run_sweep(raw, plugins, source=str(args.config), out_dir=args.out, overwrite=args.overwrite,
                        resume=args.resume, address=args.address, plugin_names=args.plugin)
     print(result.table)
@@ -222,7 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blend_core.errors import ConfigError
 
         if isinstance(exc, ConfigError) and exc.source is None and getattr(args, "config", None) is not None:
-            exc = ConfigError(exc.problems, str(args.config))  # a problem found after parsing: name the file too
+            from blend_core.config import override_sources
+
+            exc = ConfigError(exc.problems, str(args.config),  # a problem found after parsing: name its origin
+                              override_sources(exc.problems, getattr(args, "overrides", []), str(args.config)))
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -502,8 +502,44 @@ def read_yaml(path: str | Path) -> Any:
     return parse_yaml(text, str(path)) or {}
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set a.b.c=value`` overrides; values are parsed as YAML scalars."""
+#: the component kind a ``type:`` key picks, by the section holding it (``distillation.losses.N`` too)
+_SECTION_KINDS = {"data": "data source", "task": "task", "backbone": "backbone", "teacher": "backbone",
+                  "privileged": "encoder", "distillation": "distillation loss"}
+#: keys of a section that belong to the section, not to the component its ``type:`` picks
+_SECTION_KEYS = {"privileged": ("fusion",), "distillation": ("alpha", "losses", "weight")}
+
+
+def _switch_type(node: dict[str, Any], path: list[str], new: Any, registry: Registry | None,
+                 notes: list[str] | None) -> None:
+    """A ``--set SECTION.type=NEW`` that changes the type: drop the keys NEW does not have
+    (they configured the old type), so that ``--set backbone.type=gru`` works on an NDT config."""
+    kind = _SECTION_KINDS.get(path[0])
+    if registry is None or kind is None or node.get("type") == new or not isinstance(new, str):
+        return
+    component = registry.components.get(kind, {}).get(new)
+    if component is None:  # an unknown type: build_config names it with the choices
+        return
+    keep = {a.name for a in attrs.fields(component.config_cls)} | {"type", *_SECTION_KEYS.get(path[0], ())}
+    dropped = [k for k in node if k not in keep]
+    for key in dropped:
+        del node[key]
+    if dropped and notes is not None:
+        where = ".".join(path)
+        notes.append(f"--set {where}.type={new}: dropped {', '.join(f'{where}.{k}' for k in dropped)} "
+                     f"(not options of {new!r})")
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str], registry: Registry | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
+    """Apply ``--set a.b.c=value`` overrides; values are parsed as YAML scalars.
+
+    ``a.b.c=null`` drops the key (its default applies; ``--unset a.b.c`` is the same).
+    With ``registry``, setting a section's ``type`` to another component drops the
+    section's keys that the new component does not have; ``notes`` collects a line
+    saying which.
+    """
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
@@ -517,14 +553,38 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 continue
             if not isinstance(node, dict):
                 raise BlendError(f"--set {item!r}: {'.'.join(parts[:i])} is not a section")
+            if value is None and not isinstance(node.get(part), (dict, list)):
+                break  # dropping a key that is not there: nothing to do
             node = node.setdefault(part, {})
-        if isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
-            node[int(parts[-1])] = value
-        elif isinstance(node, dict):
-            node[parts[-1]] = value
         else:
-            raise BlendError(f"--set {item!r}: {'.'.join(parts[:-1])} is not a section")
+            last = parts[-1]
+            if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+                if value is None:
+                    node.pop(int(last))
+                else:
+                    node[int(last)] = value
+            elif isinstance(node, dict):
+                if value is None:
+                    node.pop(last, None)
+                    continue
+                if last == "type" and len(parts) > 1:
+                    _switch_type(node, parts[:-1], value, registry, notes)
+                node[last] = value
+            else:
+                raise BlendError(f"--set {item!r}: {'.'.join(parts[:-1])} is not a section")
     return raw
+
+
+def override_sources(problems: list[str], overrides: list[str], source: str | None) -> list[str | None]:
+    """For each ``path: problem`` line, where it came from: the ``--set`` that gave that key
+    (``--set KEY=VALUE (command line)``), else ``source`` (the config file)."""
+    keys = [(item.partition("=")[0].strip(), item) for item in overrides]
+    out: list[str | None] = []
+    for problem in problems:
+        path = problem.split(": ", 1)[0]
+        given = [item for key, item in keys if path == key or path.startswith(key + ".")]
+        out.append(f"--set {given[-1]} (command line)" if given else source)
+    return out
 
 
 def load_config(path: str | Path, registry: Registry, overrides: list[str] = ()) -> Config:

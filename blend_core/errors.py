@@ -8,11 +8,14 @@ class BlendError(Exception):
 class ConfigError(BlendError):
     """One or more configuration problems, one ``path: problem`` line each."""
 
-    def __init__(self, problems: list[str], source: str | None = None) -> None:
+    def __init__(self, problems: list[str], source: str | None = None,
+                 sources: list[str | None] | None = None) -> None:
+        """``sources``, when given, names each problem's origin (e.g. a ``--set`` on the
+        command line rather than the file); else every problem is ``source``'s."""
         self.problems = list(problems)
         self.source = source
-        prefix = f"{source}: " if source else ""
-        super().__init__("\n".join(prefix + p for p in self.problems))
+        self.sources = list(sources) if sources is not None else [source] * len(self.problems)
+        super().__init__("\n".join((f"{s}: " if s else "") + p for s, p in zip(self.sources, self.problems)))
 
 
 class DataError(BlendError):

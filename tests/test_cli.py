@@ -52,13 +52,15 @@ def test_missing_config_file(tmp_path, capsys):
     assert (code, err) == (2, f"error: {tmp_path / 'nope.yaml'}: config file not found\n")
 
 
-def test_config_errors_are_one_line_each(tiny_config_file, capsys):
-    code, _, err = run_cli(capsys, "validate", str(tiny_config_file),
-                           "--set", "backbone.num_layers=four", "--set", "train.max_epoch=1")
+def test_config_errors_are_one_line_each(tmp_path, tiny_raw, capsys):
+    tiny_raw["backbone"]["num_layers"] = "four"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw))
+    code, _, err = run_cli(capsys, "validate", str(path), "--set", "train.max_epoch=1")
     assert code == 2
-    assert err.splitlines() == [
-        f"error: {tiny_config_file}: backbone.num_layers: expected int, got 'four'",
-        f"{tiny_config_file}: train.max_epoch: unknown key; did you mean 'max_epochs'?",
+    assert err.splitlines() == [  # each problem names where it came from: the file or the command line
+        f"error: {path}: backbone.num_layers: expected int, got 'four'",
+        "--set train.max_epoch=1 (command line): train.max_epoch: unknown key; did you mean 'max_epochs'?",
     ]
     assert "Traceback" not in err
 
@@ -66,7 +68,8 @@ def test_config_errors_are_one_line_each(tiny_config_file, capsys):
 def test_unknown_component(tiny_config_file, capsys):
     code, _, err = run_cli(capsys, "validate", str(tiny_config_file), "--set", "privileged.type=cnn")
     assert code == 2
-    assert err == f"error: {tiny_config_file}: privileged.type: unknown encoder 'cnn'; available: identity, linear, mlp\n"
+    assert err == ("error: --set privileged.type=cnn (command line): privileged.type: unknown encoder 'cnn'; "
+                   "available: identity, linear, mlp\n")
 
 
 def test_bad_set(tiny_config_file, capsys):

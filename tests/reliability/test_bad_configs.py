@@ -47,7 +47,7 @@ def test_bad_value_is_one_line_before_anything_is_created(tmp_path, tiny_config_
     out = tmp_path / "run"
     code, stdout, err = cli("run", tiny_config_file, "--out", out, "--set", override)
     assert (code, stdout) == (2, "")
-    assert err == f"error: {tiny_config_file}: {message}\n"
+    assert err == f"error: --set {override} (command line): {message}\n"  # the command line's, not the file's
     assert not out.exists()
     assert digest(tiny_config_file) == before
 
@@ -69,13 +69,14 @@ TASK_AND_LOSS = [
 def test_task_and_loss_values(tmp_path, tiny_config_file, cli, overrides, message):
     out = tmp_path / "run"
     code, _, err = cli("run", tiny_config_file, "--out", out, *[a for o in overrides for a in ("--set", o)])
-    assert (code, err) == (2, f"error: {tiny_config_file}: {message}\n")
+    given = [o for o in overrides if o.partition("=")[0] == message.split(":")[0]][-1]
+    assert (code, err) == (2, f"error: --set {given} (command line): {message}\n")
     assert not out.exists()
 
 
 def test_validate_reports_the_same_line(tiny_config_file, cli):
     code, _, err = cli("validate", tiny_config_file, "--set", "train.batch_size=0")
-    assert (code, err) == (2, f"error: {tiny_config_file}: train.batch_size: must be >= 1, got 0\n")
+    assert (code, err) == (2, "error: --set train.batch_size=0 (command line): train.batch_size: must be >= 1, got 0\n")
 
 
 def test_numbers_in_set_parse_as_numbers(tiny_config_file, cli):
