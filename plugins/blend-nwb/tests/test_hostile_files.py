@@ -282,3 +282,138 @@ def test_spike_index_sorts_what_it_is_given():
         got = B.SpikeIndex.for_groups(shuffled, bounds, groups, 5, ms)
         for g in groups:
             np.testing.assert_array_equal(got[g].counts(np.arange(0, 400, 10), 10), want[g].counts(np.arange(0, 400, 10), 10))
+
+
+# ------------------------------------------------------------------ blend score on malformed files
+
+@pytest.fixture(scope="module")
+def scored_pair(nlb_files, tmp_path_factory):
+    from blend_nwb.evaluation import submission_tree, write_h5
+
+    res = load_nlb(nlb_files["mc_maze"], "mc_maze")
+    d = res.data
+    rates = np.nan_to_num(np.concatenate([d.heldin, d.heldout], axis=2)) * 0.5 + 0.05
+    root = tmp_path_factory.mktemp("score")
+    target = write_h5(root / "target.h5", {res.key: res.target})
+    sub = write_h5(root / "sub.h5", submission_tree(res.key, rates, res.train_rows, res.eval_rows,
+                                                    d.window_bins, d.n_heldin))
+    return sub, target
+
+
+def _set(name, **kw):
+    def change(f):
+        _replace(f, name, **kw)
+    return change
+
+
+def _strings(f):
+    n = f["mc_maze/eval_rates_heldout"].shape[0]
+    _replace(f, "mc_maze/eval_rates_heldout", data=np.array(["x"] * n, dtype=object), dtype=h5py.string_dtype())
+
+
+def _fewer_trials(f):
+    v = f["mc_maze/eval_rates_heldout"][()]
+    _replace(f, "mc_maze/eval_rates_heldout", data=v[:-1])
+
+
+def _two_d(f):
+    v = f["mc_maze/eval_rates_heldin"][()]
+    _replace(f, "mc_maze/eval_rates_heldin", data=v[..., 0])
+
+
+def _fewer_neurons(f):
+    v = f["mc_maze/train_rates_heldout"][()]
+    _replace(f, "mc_maze/train_rates_heldout", data=v[..., :-1])
+
+
+def _nan_rates(f):
+    f["mc_maze/eval_rates_heldin"][0, 0, 0] = np.nan
+
+
+def _group(f):
+    del f["mc_maze/eval_rates_heldin"]
+    f.create_group("mc_maze/eval_rates_heldin")
+
+
+def _external(f):
+    del f["mc_maze/eval_rates_heldin"]
+    f["mc_maze/eval_rates_heldin"] = h5py.ExternalLink("/etc/hostname", "/x")
+
+
+def _huge(f):
+    _replace(f, "mc_maze/eval_rates_heldin", shape=(1 << 16, 1 << 10, 1 << 5), dtype="f4", chunks=(1, 1 << 10, 1 << 5))
+
+
+def _bad_cond_idx(f):
+    idx = f["mc_maze/eval_cond_idx"][()]
+    idx[0] = np.array([10_000], np.int32)
+    _replace(f, "mc_maze/eval_cond_idx", data=idx, dtype=h5py.vlen_dtype(np.int32))
+
+
+def _psth_neurons(f):
+    v = f["mc_maze/psth"][()]
+    _replace(f, "mc_maze/psth", data=v[..., :-2])
+
+
+def _behavior_trials(f):
+    v = f["mc_maze/train_behavior"][()]
+    _replace(f, "mc_maze/train_behavior", data=v[:-3])
+
+
+def _no_spikes(f):
+    del f["mc_maze/eval_spikes_heldout"]
+
+
+def _dataset_not_group(f):
+    del f["mc_maze"]
+    f["mc_maze"] = np.zeros(3)
+
+
+SCORE_CASES = [  # (id, which file, change, expected text after "<file>: ")
+    ("text", "sub", "text", "not a readable HDF5 submission file"),
+    ("empty", "sub", "empty", "not a readable HDF5 submission file"),
+    ("strings", "sub", _strings, "mc_maze/eval_rates_heldout: expected numbers, got strings"),
+    ("fewer trials", "sub", _fewer_trials, "mc_maze/eval_rates_heldout: shape"),
+    ("2-d rates", "sub", _two_d, "mc_maze/eval_rates_heldin: expected a 3-d array of numbers"),
+    ("fewer neurons", "sub", _fewer_neurons, "mc_maze/train_rates_heldout: shape"),
+    ("nan rates", "sub", _nan_rates, "mc_maze/eval_rates_heldin: expected finite rates >= 0"),
+    ("group", "sub", _group, "mc_maze/eval_rates_heldin: a group; expected a dataset"),
+    ("external link", "sub", _external, "mc_maze/eval_rates_heldin: an HDF5 external link to /etc/hostname"),
+    ("declared 8 GiB", "sub", _huge, "mc_maze/eval_rates_heldin: declares shape (65536, 1024, 32) of float32 (8 GiB) but stores only"),
+    ("cond index", "target", _bad_cond_idx, "mc_maze/eval_cond_idx: expected lists of eval trial indices"),
+    ("psth neurons", "target", _psth_neurons, "mc_maze/psth: "),
+    ("behavior trials", "target", _behavior_trials, "mc_maze/train_behavior: shape"),
+    ("no eval spikes", "target", _no_spikes, "no 'mc_maze/eval_spikes_heldout'"),
+    ("dataset not group", "target", _dataset_not_group, "mc_maze: a dataset; expected a group"),
+]
+
+
+@pytest.mark.parametrize("which, change, expected", [c[1:] for c in SCORE_CASES], ids=[c[0] for c in SCORE_CASES])
+def test_score_malformed_files_are_one_line(scored_pair, tmp_path, capsys, which, change, expected):
+    from blend_core.api import run_blend as main
+
+    sub, target = (tmp_path / "sub.h5", tmp_path / "target.h5")
+    shutil.copyfile(scored_pair[0], sub)
+    shutil.copyfile(scored_pair[1], target)
+    bad = sub if which == "sub" else target
+    if change == "text":
+        bad.write_text("rates: high")
+    elif change == "empty":
+        bad.write_bytes(b"")
+    else:
+        with h5py.File(bad, "a") as f:
+            change(f)
+    assert main(["-p", "nwb", "score", str(sub), str(target)]) == 2
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: "), out.err
+    assert expected in lines[0], lines[0]
+    if which == "sub" and expected.startswith("mc_maze/"):
+        assert lines[0].startswith(f"error: {bad}: {expected}")
+
+
+def test_score_of_the_good_pair(scored_pair, capsys):
+    from blend_core.api import run_blend as main
+
+    assert main(["-p", "nwb", "score", str(scored_pair[0]), str(scored_pair[1])]) == 0
+    assert {line.split("\t")[1] for line in capsys.readouterr().out.splitlines()} == {"co-bps", "vel R2", "psth R2", "fp-bps"}

@@ -16,6 +16,8 @@ import h5py
 import numpy as np
 
 from blend_core.api import DataError, bits_per_spike, psth_r2, velocity_r2
+from blend_nwb import h5safe
+from blend_nwb.h5safe import dtype_name
 from blend_nwb.nlb import SPECS
 
 DATASETS = tuple(SPECS)  #: the NLB dataset names (one table: ``blend_nwb.nlb.SPECS``)
@@ -65,8 +67,6 @@ def read_h5(path: str | Path, what: str) -> dict[str, Any]:
     outside the file, no declared size beyond what the file can hold; anything malformed is
     one line naming the file and the object.
     """
-    from blend_nwb import h5safe
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
@@ -149,10 +149,10 @@ class _Files:
             raise self.fail(tree, name, "missing")
         value = np.asarray(tree[name])
         if value.dtype.kind not in "fiub":
-            raise self.fail(tree, name, f"expected numbers, got dtype {value.dtype}")
+            raise self.fail(tree, name, f"expected numbers, got {dtype_name(value.dtype)}")
         if value.ndim not in ndim:
             want = " or ".join(f"{n}-d" for n in ndim)
-            raise self.fail(tree, name, f"expected a {want} array, got shape {value.shape}")
+            raise self.fail(tree, name, f"expected a {want} array of numbers, got shape {value.shape}")
         value = value.astype(float)
         if rates and not (np.isfinite(value).all() and (value >= 0).all()):
             raise self.fail(tree, name, "expected finite rates >= 0 (found NaN, infinite or negative values)")
@@ -193,7 +193,7 @@ def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any], *, s
         train_rates = np.concatenate([train_in, train_out], axis=-1)
         train_beh = c.get(target, "train_behavior", ndim=(2, 3))
         eval_beh = c.get(target, "eval_behavior", ndim=(2, 3))
-        c.same(sub, "train_rates_heldin", train_in, train_beh.shape[:1], "the target's train_behavior trials")
+        c.same(target, "train_behavior", train_beh, train_in.shape[:1], "the submission's train trials")
         c.same(target, "eval_behavior", eval_beh, (E,), "the eval trials")
         masks = {}
         if "train_decode_mask" in target:

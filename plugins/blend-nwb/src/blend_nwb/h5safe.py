@@ -99,7 +99,7 @@ def dataset(f: h5py.File, path: str, fail: Fail, *, kinds: str | None = None, wh
         raise fail(path, "a group; expected a dataset")
     check_dataset(obj, path, fail)
     if kinds is not None and obj.dtype.kind not in kinds:
-        raise fail(path, f"expected {what}, got {_dtype_name(obj.dtype)}")
+        raise fail(path, f"expected {what}, got {dtype_name(obj.dtype)}")
     return obj
 
 
@@ -111,7 +111,8 @@ def read(ds: h5py.Dataset, obj: str, fail: Fail) -> np.ndarray:
         raise fail(obj, f"unreadable data ({exc}); is the file truncated?") from None
 
 
-def _dtype_name(dtype: np.dtype) -> str:
+def dtype_name(dtype: np.dtype) -> str:
+    """How a message names a dtype: strings, compound records, or the dtype."""
     if dtype.kind in "OSU":
         return "strings"
     if dtype.kind == "V":
