@@ -97,8 +97,17 @@ def read_location(adata: Any, loc: str, origin: str) -> Any:
     return container[name]
 
 
-def _dense(value: Any) -> np.ndarray:
+#: the largest dense array made from a sparse one (bytes): a sparse matrix can declare any shape
+MAX_DENSE_BYTES = 8 << 30
+
+
+def _dense(value: Any, loc: str, origin: str) -> np.ndarray:
     if hasattr(value, "toarray"):
+        shape = tuple(int(n) for n in value.shape)
+        size = float(np.prod(shape, dtype=np.float64)) * np.dtype(value.dtype).itemsize
+        if size > MAX_DENSE_BYTES:
+            raise DataError(f"{origin}: {loc}: a sparse {shape[0]} x {shape[1]} matrix would take {size / (1 << 30):.3g} GiB "
+                            f"dense; blend reads at most {MAX_DENSE_BYTES / (1 << 30):.3g} GiB per array")
         value = value.toarray()
     if hasattr(value, "to_numpy"):
         value = value.to_numpy()
@@ -106,7 +115,7 @@ def _dense(value: Any) -> np.ndarray:
 
 
 def _numeric(value: Any, loc: str, origin: str) -> np.ndarray:
-    arr = _dense(value)
+    arr = _dense(value, loc, origin)
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise DataError(f"{origin}: {loc}: expected numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
@@ -118,7 +127,8 @@ def _strings(value: Any, n: int, loc: str, origin: str, missing: Iterable[str] =
 
     if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
         value = [value] * n
-    series = pd.Series(np.asarray(value.to_numpy() if isinstance(value, pd.Series) else _dense(value), dtype=object))
+    series = pd.Series(np.asarray(value.to_numpy() if isinstance(value, pd.Series) else _dense(value, loc, origin),
+                                  dtype=object))
     if len(series) != n:
         raise DataError(f"{origin}: {loc}: expected {n} values (one per neuron), got {len(series)}")
     out = series.where(series.notna(), "").astype(str).to_numpy()
@@ -157,6 +167,9 @@ def read_session(adata: Any, origin: str, layout: LayoutConfig, *, stem: str, ke
     if activity.ndim != 2 or activity.shape[0] != n:
         raise DataError(f"{rec_origin}: {layout.activity}: expected ({n} neurons, frames), got shape {activity.shape}")
     _finite(activity, layout.activity, rec_origin, names)
+    if activity.size and activity.min() == activity.max():  # nothing to predict, nothing to classify by
+        raise DataError(f"{rec_origin}: {layout.activity}: every value is {activity.flat[0]:g}; expected recorded "
+                        "activity (is data.activity the right key?)")
     n_frames = activity.shape[1]
     frame_times = None
     if layout.frame_times:

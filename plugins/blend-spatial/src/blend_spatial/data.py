@@ -111,15 +111,22 @@ class NeuronIdentityData:
         for lab in self.labels:
             if lab.values.shape != (n_total,):
                 raise DataError(f"{self.name}: labels {lab.key!r}: expected ({n_total},), got {lab.values.shape}")
+            where = lab.classes_key or "the data source's class list"
+            if len(lab.classes) < 2:  # a classifier of one class scores nothing (and fails after training)
+                raise DataError(
+                    f"{self.name}: {where}: [{', '.join(lab.classes)}] leaves one class of obs[{lab.key!r}]; "
+                    "classifying needs at least two (list two or more, or leave this label set out by setting "
+                    "its location key to \"\")"
+                )
             for part in LABEL_SPLITS:
                 present = set(lab.values[(self.split == part) & lab.labelled()].tolist())
                 empty = [c for c in lab.classes if c not in present]
                 if empty:
                     kept = [c for c in lab.classes if c not in empty]
-                    where = lab.classes_key or "the data source's class list"
+                    drop = f", or drop the class: {where}: [{', '.join(kept)}]" if len(kept) >= 2 else ""
                     raise DataError(
                         f"{self.name}: split leaves class(es) {', '.join(map(repr, empty))} of obs[{lab.key!r}] "
-                        f"with no labelled neuron in '{part}'; choose another held-out subject/session (data.test), "
-                        f"or drop the class: {where}: [{', '.join(kept)}]"
+                        f"with no labelled neuron in '{part}'; choose another held-out subject/session (data.test)"
+                        f"{drop}"
                     )
         return self
