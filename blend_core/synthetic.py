@@ -50,6 +50,12 @@ class SyntheticConfig:
 
     def __attrs_post_init__(self) -> None:
         """Every split must hold trials: no val trials would make the validation loss 0 and early stopping blind."""
+        values = self.n_trials * (self.window_bins + self.fp_bins) * (self.n_heldin + self.n_heldout)
+        if values > MAX_VALUES:  # refused now, not after minutes of drawing and a MemoryError
+            raise v.FieldError(
+                "n_trials", f"{self.n_trials} trials x {self.window_bins + self.fp_bins} bins x "
+                f"{self.n_heldin + self.n_heldout} neurons is {values:.3g} values per array, more than the "
+                f"synthetic generator's {MAX_VALUES:.0e} (use fewer trials, bins or neurons)")
         if sum(self.split_fractions) > 1 + 1e-9:
             raise v.FieldError("split_fractions", f"must sum to <= 1, got {sum(self.split_fractions):g}")
         n_train, n_val = _split_sizes(self.n_trials, self.split_fractions)
@@ -63,6 +69,11 @@ class SyntheticConfig:
             raise v.FieldError(
                 "n_trials", f"{counts['test']} test trials cannot cover n_conditions ({self.n_conditions}); "
                 f"got {self.n_trials} trials")
+
+
+#: the most values (trials x bins x neurons) one generated array may hold: 2e8 is 1.6 GB as float64
+#: (the true rates while they are drawn), ten times MC_Maze's size (2295 x 180 x 182)
+MAX_VALUES = 200_000_000
 
 
 def _split_sizes(n: int, fractions: tuple[float, ...]) -> tuple[int, int]:

@@ -50,3 +50,17 @@ def test_bad_arrays_are_one_line(data, name, change, message):
 
 def test_the_unchanged_data_is_valid(data):
     assert data.validate() is data
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.n_trials=100000000", "data.n_trials: 100000000 trials x 16 bins x 16 neurons is 2.56e+10 values per array, "
+                                "more than the synthetic generator's 2e+08 (use fewer trials, bins or neurons)"),
+    ("data.n_heldin=10000000", "data.n_trials: 48 trials x 16 bins x 10000004 neurons is 7.68e+09 values per array, "
+                               "more than the synthetic generator's 2e+08 (use fewer trials, bins or neurons)"),
+])
+def test_absurd_synthetic_sizes_are_refused_before_drawing(tmp_path, tiny_config_file, cli, override, message):
+    """Sizes are checked as the config is read (``blend validate`` too), not after a MemoryError (issue 19)."""
+    out = tmp_path / "run"
+    code, _, err = cli("run", tiny_config_file, "--out", out, "--set", override)
+    assert (code, err) == (2, f"error: {tiny_config_file}: {message}\n")
+    assert not out.exists()
