@@ -126,12 +126,22 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
         summary = run_seeds(config, plugins, args.seeds, out_dir=args.out, overwrite=args.overwrite,
                             resume=args.resume, at_once=args.at_once)
         print(format_summary(summary))
+        _print_warnings(Path(args.out or config.output.dir))
         print(f"\nrun directory: {args.out or config.output.dir}")
         return 0
     result = run(config, plugins, out_dir=args.out, overwrite=args.overwrite, resume=args.resume)
     print(format_table(result.metrics))
+    _print_warnings(result.out_dir)
     print(f"\nrun directory: {result.out_dir}")
     return 0
+
+
+def _print_warnings(run_dir: Path) -> None:
+    """Under the table: what explains numbers below the references (blend_core.explain)."""
+    from blend_core.explain import run_warnings
+
+    for line in run_warnings(run_dir):
+        print(f"warning: {line}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
