@@ -38,6 +38,10 @@ _EXPORTS: dict[str, str] = {
     "apply_overrides": "blend_core.config",
     "build_config": "blend_core.config",
     "load_config": "blend_core.config",
+    # trained runs in Python
+    "load_run": "blend_core.loaded",
+    "LoadedRun": "blend_core.loaded",
+    "LoadedSeeds": "blend_core.loaded",
     # errors
     "BlendError": "blend_core.errors",
     "ConfigError": "blend_core.errors",
@@ -105,6 +109,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from blend_core.errors import BlendError, ConfigError, DataError, PluginError
     from blend_core.hookspecs import HOOK_API_VERSION, Subparsers, hookimpl
     from blend_core.io import atomic_write, write_json, write_text, write_yaml
+    from blend_core.loaded import LoadedRun, LoadedSeeds, load_run
     from blend_core.metrics import (
         bits_per_spike,
         classification_scores,

@@ -197,10 +197,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from blend_core.predict import predict
 
-    paths = predict(args.run_dir, data_path=args.data, out_dir=args.out, overwrite=args.overwrite,
-                    plugin_names=args.plugin, plugins=args.plugins)
-    for path in paths:
-        print(path)
+    from blend_core.loaded import seed_dirs
+
+    seeds = [] if (args.run_dir / "config.yaml").exists() else seed_dirs(args.run_dir)
+    # a --seeds run: every seed's student, into SEED/predictions (or OUT/seed-N)
+    jobs = [(d, args.out / d.name if args.out else None) for d in seeds] or [(args.run_dir, args.out)]
+    for run_dir, out_dir in jobs:
+        paths = predict(run_dir, data_path=args.data, out_dir=out_dir, overwrite=args.overwrite,
+                        plugin_names=args.plugin, plugins=args.plugins)
+        for path in paths:
+            print(path)
     return 0
 
 
