@@ -122,6 +122,13 @@ class NeuralData:
                 fail("decode_behavior", f"expected ({trials}, {self.window_bins}, K), got {self.decode_behavior.shape}")
             if np.isinf(self.decode_behavior).any():
                 fail("decode_behavior", "infinite values")
+            for part in ("train", "test"):  # a constant target makes every decoder's R2 1 (or 0): meaningless
+                rows = self.decode_behavior[split == part].reshape(-1, self.decode_behavior.shape[2])
+                for c in range(rows.shape[1]):
+                    col = rows[~np.isnan(rows[:, c]), c]
+                    if col.size and col.min() == col.max():
+                        fail("decode_behavior", f"channel {c} is constant ({col[0]:g}) in the {part} trials; "
+                             "vel R2 would be meaningless")
         for field in ("conditions", "decode_groups"):
             arr = getattr(self, field)
             if arr is not None and np.asarray(arr).shape != (trials,):

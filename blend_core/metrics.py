@@ -122,6 +122,12 @@ def _fit_and_score_decoder(
     )
     if np.isnan(train_rates).any() or np.isnan(eval_rates).any():
         raise ValueError("rate predictions contain NaN in bins where behaviour is defined")
+    if len(train_behavior) < folds or len(eval_behavior) == 0:
+        raise ValueError(f"too few bins with behaviour to decode ({len(train_behavior)} train, {len(eval_behavior)} eval)")
+    flat = np.ptp(eval_behavior, axis=0) == 0
+    if flat.any():  # R2 of a constant target is 1 for an exact fit, else 0: it would measure nothing
+        raise ValueError(f"behaviour dimension {int(np.flatnonzero(flat)[0])} is constant over the evaluated bins; "
+                         "R2 is undefined")
     search = GridSearchCV(
         Ridge(), {"alpha": np.asarray(alphas, dtype=np.float64)}, cv=KFold(n_splits=folds)
     )

@@ -36,6 +36,8 @@ CASES = [
      "decode_behavior: infinite values"),
     ("no held-out spikes in test", lambda d: {"heldout": _with(d.heldout, d.split == "test", 0.0)},
      "heldout: no spikes in the test trials; bits per spike (co-bps) is undefined"),
+    ("constant decode target", lambda d: {"decode_behavior": _with(d.decode_behavior, (slice(None), slice(None), 1), 0.25)},
+     "decode_behavior: channel 1 is constant (0.25) in the train trials; vel R2 would be meaningless"),
     ("negative bin", lambda d: {"bin_ms": -5.0}, "bin_ms: expected a finite number > 0, got -5.0"),
     ("nan bin", lambda d: {"bin_ms": float("nan")}, "bin_ms: expected a finite number > 0, got nan"),
 ]

@@ -360,6 +360,10 @@ def _behavior_trials(f):
     _replace(f, "mc_maze/train_behavior", data=v[:-3])
 
 
+def _constant_behavior(f):
+    f["mc_maze/eval_behavior"][...] = 2.0
+
+
 def _no_spikes(f):
     del f["mc_maze/eval_spikes_heldout"]
 
@@ -383,6 +387,7 @@ SCORE_CASES = [  # (id, which file, change, expected text after "<file>: ")
     ("cond index", "target", _bad_cond_idx, "mc_maze/eval_cond_idx: expected lists of eval trial indices"),
     ("psth neurons", "target", _psth_neurons, "mc_maze/psth: "),
     ("behavior trials", "target", _behavior_trials, "mc_maze/train_behavior: shape"),
+    ("constant behavior", "target", _constant_behavior, "mc_maze vel R2: behaviour dimension 0 is constant over the evaluated bins"),
     ("no eval spikes", "target", _no_spikes, "no 'mc_maze/eval_spikes_heldout'"),
     ("dataset not group", "target", _dataset_not_group, "mc_maze: a dataset; expected a group"),
 ]

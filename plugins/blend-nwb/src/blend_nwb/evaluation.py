@@ -178,7 +178,7 @@ def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any], *, s
     eval_in = c.get(sub, "eval_rates_heldin", rates=True)
     c.same(sub, "eval_rates_heldin", eval_in, (E, T), "the target's eval trials x bins")
     eval_rates = np.concatenate([eval_in, eval_out], axis=-1)
-    out: dict[str, float] = {"co-bps": _core(f"{key} co-bps", bits_per_spike, eval_out, spikes)}
+    out: dict[str, float] = {"co-bps": _core(f"{target_name}: {key} co-bps", bits_per_spike, eval_out, spikes)}
     if key.startswith("dmfc_rsg"):
         behavior = c.get(target, "eval_behavior", ndim=(2,))
         if behavior.shape[0] != E or behavior.shape[1] < 4:
@@ -200,7 +200,7 @@ def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any], *, s
             masks = {m: c.get(target, m, ndim=(2,)).astype(bool) for m in ("train_decode_mask", "eval_decode_mask")}
             c.same(target, "train_decode_mask", masks["train_decode_mask"], (len(train_in),), "the train trials")
             c.same(target, "eval_decode_mask", masks["eval_decode_mask"], (E,), "the eval trials")
-        out["vel R2"] = _core(f"{key} vel R2", velocity_r2, train_rates, train_beh, eval_rates, eval_beh, **masks)
+        out["vel R2"] = _core(f"{target_name}: {key} vel R2", velocity_r2, train_rates, train_beh, eval_rates, eval_beh, **masks)
     if "psth" in target:
         psth = c.get(target, "psth")
         if psth.shape[2] != eval_rates.shape[2]:
@@ -211,7 +211,7 @@ def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any], *, s
         if "eval_jitter" in target:
             jitter = c.get(target, "eval_jitter", ndim=(1,)).astype(int)
             c.same(target, "eval_jitter", jitter, (E,), "the eval trials")
-        out["psth R2"] = _core(f"{key} psth R2", psth_r2, eval_rates, cond_idx, psth, jitter=jitter)
+        out["psth R2"] = _core(f"{target_name}: {key} psth R2", psth_r2, eval_rates, cond_idx, psth, jitter=jitter)
     if "eval_rates_heldin_forward" in sub and "eval_spikes_heldin_forward" in target:
         fs_in = c.get(target, "eval_spikes_heldin_forward")
         fs_out = c.get(target, "eval_spikes_heldout_forward")
@@ -220,7 +220,7 @@ def evaluate_dataset(key: str, target: dict[str, Any], sub: dict[str, Any], *, s
         c.same(sub, "eval_rates_heldin_forward", fr_in, fs_in.shape, "the target's eval_spikes_heldin_forward")
         c.same(sub, "eval_rates_heldout_forward", fr_out, fs_out.shape, "the target's eval_spikes_heldout_forward")
         c.same(target, "eval_spikes_heldout_forward", fs_out, fs_in.shape[:2], "eval_spikes_heldin_forward")
-        out["fp-bps"] = _core(f"{key} fp-bps", bits_per_spike, np.dstack([fr_in, fr_out]), np.dstack([fs_in, fs_out]))
+        out["fp-bps"] = _core(f"{target_name}: {key} fp-bps", bits_per_spike, np.dstack([fr_in, fr_out]), np.dstack([fs_in, fs_out]))
     return out
 
 
