@@ -220,6 +220,12 @@ def _add_experiment_commands(sub) -> None:
     sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     sw.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else Ray on this machine)")
     sw.set_defaults(handler=cmd_sweep)
+    cmp_ = sub.add_parser("compare", help="one table of every role and reference row across runs")
+    cmp_.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="runs or --seeds runs")
+    fmt = cmp_.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_const", const="csv", dest="format", help="print CSV")
+    fmt.add_argument("--markdown", action="store_const", const="markdown", dest="format", help="print Markdown")
+    cmp_.set_defaults(handler=cmd_compare, format="text")
     rep = sub.add_parser("report", help="figures and an HTML page for a run, a --seeds run or a sweep")
     rep.add_argument("run_dir", type=Path)
     rep.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/report)")
@@ -239,6 +245,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"\nresults: {result.dir / 'results.csv'}")
     if result.best is not None:
         print(f"best config: {result.best}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from blend_core.compare import compare
+
+    print(compare(args.runs, args.format), end="" if args.format == "csv" else "\n")
     return 0
 
 
