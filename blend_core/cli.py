@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from importlib.resources import files
 from pathlib import Path
 from typing import Sequence
@@ -122,9 +123,13 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
         return _print_config(config)
     if args.seeds < 1:
         raise BlendError(f"--seeds: expected a positive number, got {args.seeds}")
+    _check_resume(args, Path(args.out or config.output.dir), args.seeds)
     if args.seeds > 1:
-        summary = run_seeds(config, plugins, args.seeds, out_dir=args.out, overwrite=args.overwrite,
-                            resume=args.resume, at_once=args.at_once)
+        with warnings.catch_warnings():
+            if args.at_once:
+                _at_once_note(config)
+            summary = run_seeds(config, plugins, args.seeds, out_dir=args.out, overwrite=args.overwrite,
+                                resume=args.resume, at_once=args.at_once)
         print(format_summary(summary))
         _print_warnings(Path(args.out or config.output.dir))
         print(f"\nrun directory: {args.out or config.output.dir}")
@@ -133,7 +138,54 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
     print(format_table(result.metrics))
     _print_warnings(result.out_dir)
     print(f"\nrun directory: {result.out_dir}")
+    if args.command == "demo":
+        _keep_newest_demo_backup(result.out_dir)
     return 0
+
+
+def _at_once_note(config) -> None:
+    """--at-once on a CPU: PyTorch's "please file an issue" warning about vmap fallbacks is silenced
+    (the caller's catch_warnings scopes it), and the user is told what differs from sequential seeds."""
+    from blend_core.training import resolve_device
+
+    if resolve_device(config.train.device).type != "cpu":
+        return
+    warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
+    print("note: --at-once on a CPU: the seeds train as one vmapped model; results differ slightly from "
+          "sequential seeds (float rounding, dropout draws), and it is rarely faster than them on a CPU",
+          file=sys.stderr)
+
+
+def _keep_newest_demo_backup(out: Path) -> None:
+    """``blend demo --overwrite`` moves the previous demo aside each time; of those ``OUT.old-*``
+    blend run directories, keep only the newest, so that reruns do not pile up."""
+    import shutil
+
+    from blend_core.rundir import is_run_dir
+
+    backups = sorted((p for p in out.parent.glob(f"{out.name}.old-*") if p.is_dir() and is_run_dir(p)),
+                     key=lambda p: p.name)  # NAME.old-YYYYmmdd-HHMMSS[-n]: by time
+    for old in backups[:-1]:
+        shutil.rmtree(old)
+
+
+def _check_resume(args: argparse.Namespace, out: Path, seeds: int | None = None) -> None:
+    """``--resume`` with ``--overwrite`` is refused (one continues the run, the other moves it aside),
+    and so is ``--resume`` whose ``--seeds`` does not fit the layout of the run in ``out``."""
+    if args.resume and args.overwrite:
+        raise BlendError("--resume and --overwrite: pick one (--resume continues the run in place; "
+                         "--overwrite moves it aside and starts again)")
+    if not args.resume or seeds is None or not out.is_dir():
+        return
+    from blend_core.loaded import seed_dirs
+
+    single, found = (out / "config.yaml").exists(), seed_dirs(out)
+    if seeds > 1 and single:
+        raise BlendError(f"--resume --seeds {seeds}: {out} holds a single-seed run; resume it without --seeds, "
+                         "or start the seeds in a new --out")
+    if found and not single and (seeds == 1 or len(found) > seeds):
+        raise BlendError(f"--resume: {out} holds a --seeds run of {len(found)} seeds; "
+                         f"resume it with --seeds {len(found)}")
 
 
 def _print_warnings(run_dir: Path) -> None:
@@ -236,6 +288,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from blend_core.config import apply_overrides, read_yaml
     from blend_core.sweep import require_ray, run_sweep
 
+    _check_resume(args, Path(args.out or "."))
     require_ray()
     _, plugins = _load(args, args.config)  # the base config and its sweep: section, validated
     raw = apply_overrides(read_yaml(args.config), args.overrides, plugins.registry)

@@ -81,3 +81,53 @@ def test_plugins_lists_epoch_end_hooks_and_aligns_long_names(capsys):
 def test_validate_counts_losses_in_words(tiny_config_file, capsys):
     code, out, _ = cli(capsys, "validate", str(tiny_config_file))
     assert code == 0 and "1 distillation loss;" in out and "loss(es)" not in out
+
+
+def test_resume_with_overwrite_is_refused(tmp_path, tiny_config_file, capsys):
+    code, _, err = cli(capsys, "run", str(tiny_config_file), "--out", str(tmp_path / "r"), "--resume", "--overwrite")
+    assert code == 2 and err.startswith("error: --resume and --overwrite: pick one") and not (tmp_path / "r").exists()
+
+
+def test_resume_with_seeds_that_do_not_fit_the_layout_is_refused(tmp_path, tiny_config_file, capsys):
+    single, seeds = tmp_path / "single", tmp_path / "seeds"
+    (single / "checkpoints").mkdir(parents=True)
+    (single / "config.yaml").write_text("{}")
+    for k in (0, 1):
+        (seeds / f"seed-{k}").mkdir(parents=True)
+        (seeds / f"seed-{k}" / "config.yaml").write_text("{}")
+    code, _, err = cli(capsys, "run", str(tiny_config_file), "--out", str(single), "--resume", "--seeds", "2")
+    assert (code, err) == (2, f"error: --resume --seeds 2: {single} holds a single-seed run; resume it without "
+                              "--seeds, or start the seeds in a new --out\n")
+    code, _, err = cli(capsys, "run", str(tiny_config_file), "--out", str(seeds), "--resume")
+    assert (code, err) == (2, f"error: --resume: {seeds} holds a --seeds run of 2 seeds; resume it with --seeds 2\n")
+    assert sorted(p.name for p in seeds.iterdir()) == ["seed-0", "seed-1"]  # nothing written
+
+
+def test_demo_reruns_keep_only_the_newest_backup(tmp_path, capsys, monkeypatch):
+    import types
+
+    import blend_core.runner as runner
+    from blend_core.rundir import write_marker
+
+    out = tmp_path / "runs" / "demo"
+    names = ["demo.old-20261201-100000", "demo.old-20261202-100000", "demo.old-20261202-100000-1"]
+    for name in names:
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        write_marker(tmp_path / "runs" / name)
+    (tmp_path / "runs" / "demo.old-mine").mkdir()  # not a blend run directory: never touched
+    monkeypatch.setattr(runner, "run", lambda config, plugins, out_dir, **kw: types.SimpleNamespace(
+        metrics={"student": {"co-bps": 0.1}}, out_dir=out_dir))
+    assert cli(capsys, "demo", "--out", str(out), "--overwrite")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["demo.old-20261202-100000-1", "demo.old-mine"]
+
+
+def test_at_once_on_cpu_says_it_differs_and_silences_the_vmap_warning(tmp_path, tiny_config_file, capsys):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = cli(capsys, "run", str(tiny_config_file), "--out", str(tmp_path / "r"), "--seeds", "2",
+                           "--at-once", "--set", "train.max_epochs=1")
+    assert code == 0
+    assert "note: --at-once on a CPU" in err and "differ slightly from sequential seeds" in err
+    assert not [w for w in caught if "batching rule" in str(w.message)]

@@ -100,6 +100,11 @@ class NWBSource:
         return self.result if isinstance(self.result, NLBResult) else None
 
     def _record(self, role: str, path: Path) -> str:
+        if not path.is_file():  # the first thing a newcomer meets: say which key and how to get the file
+            key = "test_path" if role == "test" else "path"
+            fetch = (f"; download it with: blend fetch {self.config.dataset} (prints the path for data.path)"
+                     if self.config.dataset else "")
+            raise DataError(f"{path}: file not found (data.{key}, relative to the current directory){fetch}")
         digest = sha256_file(path)
         self.files[role] = {"path": str(path.resolve()), "sha256": digest, "bytes": path.stat().st_size}
         return digest
