@@ -276,8 +276,11 @@ def load_nlb(
         if spec.decode_by:
             needed.add(spec.decode_by)
         cols["start_time"], cols["stop_time"] = r.trial_times()  # finite, start <= stop
+        # columns used as numbers must be numbers; condition labels may be anything comparable
+        numeric = {spec.align_field, "set_time", "is_outlier", spec.decode_by or "",
+                   *(spec.behavior if spec.trial_behavior else ())}
         for c in sorted(needed - {"start_time", "stop_time"}):
-            cols[c] = r.trial(c, numeric=True)
+            cols[c] = r.trial(c, numeric=c in numeric)
         unit_ids = r.unit_ids(units.n_units)
         behavior_series = None
         if not spec.trial_behavior:
