@@ -25,7 +25,9 @@ trial's observed interval. NLB's own files have none of this.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
+from typing import Any, Sequence
 
 import attrs
 import numpy as np
@@ -115,14 +117,104 @@ def _session(cfg: SyntheticNLB, n: int, rng: np.random.Generator, loading: np.nd
     return times, cond, vel, (spike_ms, spike_unit), end_ms, drive
 
 
-def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test_path: str | Path | None = None,
-                   **overrides) -> Path:
-    """Write a synthetic train file (and optionally the companion test file) in NLB layout."""
-    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+@attrs.frozen(kw_only=True, eq=False)
+class NLBSession:
+    """Everything one NLB-layout file holds, as plain arrays (times in seconds, series at 1 kHz from t=0).
+
+    The one writer (``write_session``) serves every generator of this plugin, so that each
+    generator's files take exactly the path a real DANDI file takes through the reader.
+    """
+
+    dataset: str  #: a key of ``blend_nwb.nlb.SPECS``: which alignment/condition columns and behavior name
+    desc: str  #: "train" (behavior, every unit) or "test" (no behavior, held-in units only)
+    spike_times: Sequence[np.ndarray]  #: per written unit, sorted seconds
+    heldout: np.ndarray  #: (units,) bool
+    obs_intervals: np.ndarray  #: (k, 2) seconds, the same for every unit
+    trials: dict[str, np.ndarray]  #: start_time, stop_time, split, then the dataset's columns
+    behavior: np.ndarray | None = None  #: (ms, K) at 1 kHz, written as the dataset's behavior series
+    behavior_columns: tuple[str, ...] = ("x", "y")  #: channel names (nlb_tools sorts channels by them)
+    behavior_unit: str = "mm/s"
+    #: (latent_drive (ms, C), log rate per written unit (log Hz), loading (C, units)) for the oracle row
+    truth: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    description: str = "synthetic"
+    seed: int = 0
+
+
+def nlb_nwbfile(session: NLBSession) -> Any:
+    """An in-memory ``pynwb.NWBFile`` of ``session`` in the NLB'21 DANDI layout."""
+    from pynwb import NWBFile, TimeSeries
     from pynwb.behavior import SpatialSeries
     from pynwb.file import Subject
     from pynwb.misc import Units
 
+    s = session
+    spec = SPECS[s.dataset]
+    start = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
+    nwb = NWBFile(session_description=f"{s.description} ({s.desc}) in NLB'21 layout, made by blend-nwb",
+                  identifier=f"blend-synthetic-{s.dataset}-{s.desc}-{s.seed}", session_start_time=start,
+                  keywords=["Neural Latents Benchmark", "synthetic"], experimenter=["blend-nwb"],
+                  experiment_description=s.description, institution="none (synthetic)",
+                  subject=Subject(subject_id="synthetic", species="Macaca mulatta", sex="M", age="P10Y"))
+    nwb.units = Units(name="units", description="synthetic sorted units", resolution=1e-4)
+    nwb.add_trial_column("split", 'Trial split: "train", "val", "test", or "none"')
+    extra = {k: v for k, v in s.trials.items() if k not in ("start_time", "stop_time", "split")}
+    for name in extra:
+        nwb.add_trial_column(name, f"synthetic {name}")
+    for i in range(len(s.trials["start_time"])):
+        nwb.add_trial(start_time=float(s.trials["start_time"][i]), stop_time=float(s.trials["stop_time"][i]),
+                      split=str(s.trials["split"][i]), **{k: v[i].item() for k, v in extra.items()})
+    nwb.add_unit_column("heldout", "Whether the unit is held out in the test data (True) or not (False)")
+    if s.truth is not None:
+        nwb.add_unit_column("truth_log_rate", "synthetic ground truth: log base rate (log Hz)")
+        nwb.add_unit_column("truth_loading", "synthetic ground truth: loading on each latent_drive channel")
+    end_ms = int(round(np.max(s.obs_intervals[:, 1]) * 1000))
+    for u, times in enumerate(s.spike_times):
+        unit_truth = {} if s.truth is None else {"truth_log_rate": float(s.truth[1][u]),
+                                                   "truth_loading": s.truth[2][:, u].astype(float)}
+        nwb.add_unit(spike_times=np.asarray(times, dtype=np.float64), obs_intervals=s.obs_intervals,
+                     heldout=bool(s.heldout[u]), **unit_truth)
+    if s.truth is not None:
+        mod = nwb.create_processing_module("synthetic_truth", "Ground truth of the synthetic generator")
+        mod.add(TimeSeries(name="latent_drive", data=s.truth[0][:end_ms].astype(np.float32),
+                           unit="a.u.", rate=1000.0, starting_time=0.0,
+                           description="latent drive of the log-rates (see units/truth_loading)"))
+    if s.behavior is not None and not spec.trial_behavior:
+        mod = nwb.create_processing_module("behavior", "Processed behavioral data")
+        name = spec.behavior[0]
+        data = s.behavior[:end_ms]  # the session ends with the last observation
+        mod.add(TimeSeries(name=name, data=data, unit=s.behavior_unit, rate=1000.0, starting_time=0.0,
+                           comments=f"columns=[{','.join(s.behavior_columns)}]",
+                           description=f"synthetic {name}, {', '.join(s.behavior_columns)}"))
+        if data.shape[1] == 2:
+            mod.add(SpatialSeries(name="hand_pos" if name != "hand_pos" else "cursor_pos",
+                                  data=np.cumsum(data, axis=0) / 1e6, rate=1000.0, starting_time=0.0,
+                                  reference_frame="screen center", unit="meters",
+                                  description="synthetic position, x and y"))
+    return nwb
+
+
+def write_session(path: str | Path, session: NLBSession) -> Path:
+    """Write ``session`` to ``path`` atomically (a partly written file never takes its name)."""
+    from pynwb import NWBHDF5IO
+
+    from blend_core.api import atomic_write
+
+    if session.dataset not in SPECS:
+        raise ValueError(f"unknown NLB dataset {session.dataset!r}")
+    nwb = nlb_nwbfile(session)
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():  # the temporary name does not end in .nwb; the final one does
+            warnings.filterwarnings("ignore", message="The file path provided")
+            with NWBHDF5IO(str(tmp), "w") as io:
+                io.write(nwb)
+
+    return atomic_write(path, write)
+
+
+def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test_path: str | Path | None = None,
+                   **overrides) -> Path:
+    """Write a synthetic train file (and optionally the companion test file) in NLB layout."""
     cfg = attrs.evolve(config or SyntheticNLB(), **overrides)
     if cfg.dataset not in SPECS:
         raise ValueError(f"unknown NLB dataset {cfg.dataset!r}")
@@ -134,21 +226,12 @@ def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test
     heldout = np.zeros(n_units, bool)
     heldout[rng.permutation(n_units)[: cfg.n_heldout]] = True
 
-    def build(n: int, splits: np.ndarray, with_behavior: bool, units_mask: np.ndarray, desc: str) -> NWBFile:
+    def build(n: int, splits: np.ndarray, with_behavior: bool, units_mask: np.ndarray, desc: str) -> NLBSession:
         times, cond, vel, (spike_ms, spike_unit), end_ms, drive = _session(cfg, n, rng, loading, base)
         truth = cfg.truth and desc == "train"
         order = np.argsort(spike_unit, kind="stable")
         spike_ms, spike_unit = spike_ms[order], spike_unit[order]
         unit_bounds = np.searchsorted(spike_unit, np.arange(n_units + 1))
-        start = dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc)
-        nwb = NWBFile(session_description=f"synthetic {cfg.dataset} ({desc}) in NLB'21 layout, made by blend-nwb",
-                      identifier=f"blend-synthetic-{cfg.dataset}-{desc}-{cfg.seed}", session_start_time=start,
-                      keywords=["Neural Latents Benchmark", "synthetic"], experimenter=["blend-nwb"],
-                      experiment_description="synthetic reaching-like task for tests and demos",
-                      institution="none (synthetic)",
-                      subject=Subject(subject_id="synthetic", species="Macaca mulatta", sex="M", age="P10Y"))
-        nwb.units = Units(name="units", description="synthetic sorted units", resolution=1e-4)
-        nwb.add_trial_column("split", 'Trial split: "train", "val", "test", or "none"')
         extra: dict[str, np.ndarray] = {}
         if spec.align_field not in ("start_time",):
             extra[spec.align_field] = times["align"]
@@ -166,51 +249,28 @@ def write_nlb_file(path: str | Path, config: SyntheticNLB | None = None, *, test
             extra["ts"] = times["ts"]
             extra["tp"] = times["tp"] if desc == "train" else np.full(n, np.nan)
             extra["is_outlier"] = (rng.uniform(size=n) < 0.05) if desc == "train" else np.zeros(n, bool)
-        for name in extra:
-            nwb.add_trial_column(name, f"synthetic {name}")
-        for i in range(n):
-            nwb.add_trial(start_time=float(times["start_time"][i]), stop_time=float(times["stop_time"][i]),
-                          split=str(splits[i]), **{k: v[i].item() for k, v in extra.items()})
         # per-trial observation intervals (continuous recording for MC_RTT), spikes inside them only
         if cfg.dataset == "mc_rtt":
             obs = np.array([[times["start_time"][0], times["stop_time"][-1] + 0.3]])
         else:
             obs = np.stack([times["start_time"], times["stop_time"]], axis=1)
-        nwb.add_unit_column("heldout", "Whether the unit is held out in the test data (True) or not (False)")
-        unit_truth: dict[str, object] = {}
-        if truth:
-            nwb.add_unit_column("truth_log_rate", "synthetic ground truth: log base rate (log Hz)")
-            nwb.add_unit_column("truth_loading", "synthetic ground truth: loading on each latent_drive channel")
+        spike_times = []
         for u in np.flatnonzero(units_mask):
             ms = spike_ms[unit_bounds[u] : unit_bounds[u + 1]]
-            st = (ms + rng.uniform(0.05, 0.95, len(ms))) / 1000.0
-            if truth:
-                unit_truth = {"truth_log_rate": float(base[u]), "truth_loading": loading[:, u].astype(float)}
-            nwb.add_unit(spike_times=np.sort(st), obs_intervals=obs, heldout=bool(heldout[u]), **unit_truth)
-        if truth:
-            mod = nwb.create_processing_module("synthetic_truth", "Ground truth of the synthetic generator")
-            mod.add(TimeSeries(name="latent_drive", data=drive[: int(round(obs[:, 1].max() * 1000))].astype(np.float32),
-                               unit="a.u.", rate=1000.0, starting_time=0.0,
-                               description="latent drive of the log-rates (see units/truth_loading)"))
-        if with_behavior and not spec.trial_behavior:
-            mod = nwb.create_processing_module("behavior", "Processed behavioral data")
-            name = spec.behavior[0]
-            vel = vel[: int(round(obs[:, 1].max() * 1000))]  # the session ends with the last observation
-            mod.add(TimeSeries(name=name, data=vel, unit="mm/s", rate=1000.0, starting_time=0.0,
-                               comments="columns=[x,y]", description=f"synthetic {name}, x and y"))
-            mod.add(SpatialSeries(name="hand_pos" if name != "hand_pos" else "cursor_pos",
-                                  data=np.cumsum(vel, axis=0) / 1e6, rate=1000.0, starting_time=0.0,
-                                  reference_frame="screen center", unit="meters",
-                                  description="synthetic position, x and y"))
-        return nwb
+            spike_times.append(np.sort((ms + rng.uniform(0.05, 0.95, len(ms))) / 1000.0))
+        kept = np.flatnonzero(units_mask)
+        return NLBSession(
+            dataset=cfg.dataset, desc=desc, spike_times=spike_times, heldout=heldout[kept], obs_intervals=obs,
+            trials={"start_time": times["start_time"], "stop_time": times["stop_time"], "split": splits, **extra},
+            behavior=vel if with_behavior else None,
+            truth=(drive, base[kept], loading[:, kept]) if truth else None,
+            description=f"synthetic {cfg.dataset}", seed=cfg.seed)
 
     path = Path(path)
     labels = rng.choice(np.array(["train", "val", "none"]), size=cfg.n_trials,
                         p=np.array(cfg.split_fractions) / sum(cfg.split_fractions))
     labels[:2] = ["train", "val"]  # both splits always present
-    with NWBHDF5IO(str(path), "w") as io:
-        io.write(build(cfg.n_trials, labels, True, np.ones(n_units, bool), "train"))
+    write_session(path, build(cfg.n_trials, labels, True, np.ones(n_units, bool), "train"))
     if test_path is not None and cfg.n_test_trials:
-        with NWBHDF5IO(str(test_path), "w") as io:
-            io.write(build(cfg.n_test_trials, np.full(cfg.n_test_trials, "test"), False, ~heldout, "test"))
+        write_session(test_path, build(cfg.n_test_trials, np.full(cfg.n_test_trials, "test"), False, ~heldout, "test"))
     return path
