@@ -98,8 +98,6 @@ def _types(rng: np.random.Generator, n: int, inhibitory_fraction: float) -> np.n
 
 def session(config: SyntheticSpatialConfig, subject: str, name: str, rng: np.random.Generator) -> Any:
     """One session as an AnnData in the method.md §6 layout."""
-    import anndata as ad
-    import pandas as pd
     from scipy.signal import lfilter
 
     n, F = config.neurons_per_session, config.n_frames
@@ -126,7 +124,21 @@ def session(config: SyntheticSpatialConfig, subject: str, name: str, rng: np.ran
     calcium = np.stack([lfilter([1 - d], [1, -d], s) for d, s in zip(decay, spikes)])
     dff = calcium + config.noise / 3 * rng.normal(size=(n, F))
 
-    genes = list(MARKERS) + [f"Gene{i:02d}" for i in range(config.n_genes - len(MARKERS))]
+    return to_anndata(types, dff, xy, speed, pupil, frame_rate=config.frame_rate, n_genes=config.n_genes,
+                      subject=subject, name=name, rng=rng)
+
+
+def to_anndata(types: np.ndarray, dff: np.ndarray, xy: np.ndarray, speed: np.ndarray, pupil: np.ndarray, *,
+               frame_rate: float, n_genes: int, subject: str, name: str, rng: np.random.Generator) -> Any:
+    """One session in the method.md §6 layout: Poisson gene counts with type markers, labels, activity, behavior.
+
+    Shared by every generator of this plugin, so that each writes exactly the layout the reader expects.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    n, F = dff.shape
+    genes = list(MARKERS) + [f"Gene{i:02d}" for i in range(n_genes - len(MARKERS))]
     rate = np.full((n, len(genes)), 0.5)
     is_in = types != "EC"
     rate[~is_in, 0] = rate[is_in, 1] = 10.0
@@ -147,8 +159,8 @@ def session(config: SyntheticSpatialConfig, subject: str, name: str, rng: np.ran
     adata.layers["counts"] = counts.copy()
     adata.obsm["spatial"] = xy.astype(np.float32)
     adata.obsm["activity"] = dff.astype(np.float32)
-    adata.uns["frame_times"] = (np.arange(F) / config.frame_rate).astype(np.float64)
-    adata.uns["behavior"] = {"running_speed": speed, "pupil_size": pupil}
+    adata.uns["frame_times"] = (np.arange(F) / frame_rate).astype(np.float64)
+    adata.uns["behavior"] = {"running_speed": np.asarray(speed, np.float32), "pupil_size": np.asarray(pupil, np.float32)}
     return adata
 
 
@@ -179,22 +191,26 @@ def written_by_blend(path: Path) -> bool:
 
 
 def write_dataset(config: SyntheticSpatialConfig, out_dir: str | Path) -> list[Path]:
-    """Write one ``SESSION.h5ad`` per session into ``out_dir``, atomically.
+    """Write one ``SESSION.h5ad`` per session into ``out_dir``, atomically (see ``write_sessions``)."""
+    return write_sessions(generate(config), out_dir, seed=config.seed)
 
-    An existing file of the same name is replaced only if this generator wrote it; any other
-    file (a user's recording) is refused before anything is written.
+
+def write_sessions(sessions: list[Any], out_dir: str | Path, *, seed: int) -> list[Path]:
+    """Write AnnData sessions as ``SESSION.h5ad`` into ``out_dir``, atomically.
+
+    An existing file of the same name is replaced only if a generator of this plugin wrote it;
+    any other file (a user's recording) is refused before anything is written.
     """
     from blend_core.api import DataError, atomic_write
 
     out_dir = Path(out_dir)
-    sessions = generate(config)
     paths = [out_dir / f"{a.obs['session'].iloc[0]}.h5ad" for a in sessions]
     for path in paths:
         if path.exists() and not written_by_blend(path):
             raise DataError(f"{path}: exists and was not written by blend's synthetic generator; refusing to replace it "
                             "(choose another data.write_dir, or move the file)")
     for adata, path in zip(sessions, paths):
-        adata.uns[MARK] = {"seed": config.seed}
+        adata.uns[MARK] = {"seed": seed}
         atomic_write(path, adata.write_h5ad)
     return paths
 
