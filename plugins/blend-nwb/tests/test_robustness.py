@@ -96,4 +96,4 @@ def test_unknown_setting_exits_2(tmp_path, capsys):
 
 def test_layout_is_checked():
     with pytest.raises(ValueError, match="dmfc_rsg"):
-        attrs.evolve(R.SETTINGS["hidden-200"], dataset="dmfc_rsg")
+        attrs.evolve(R.SETTINGS["hidden-160"], dataset="dmfc_rsg")

@@ -107,13 +107,13 @@ class ContinuousConfig:
 
 #: The suite's neural settings. Each is a generator configuration; a seed is added when writing.
 SETTINGS: dict[str, ContinuousConfig] = {
-    "hidden-200": ContinuousConfig(privileged="hidden_units", n_trials=200),
+    "hidden-160": ContinuousConfig(privileged="hidden_units", n_trials=160),
     "hidden-120-low": ContinuousConfig(privileged="hidden_units", n_trials=120, rate_median_hz=2.5,
                                         n_heldin=40, n_heldout=12),
-    "pupil-200": ContinuousConfig(privileged="pupil", n_trials=200),
-    "pupil-150-drift": ContinuousConfig(privileged="pupil", n_trials=150, drift_sd=0.5, drift_tau_s=30.0),
-    "context-200": ContinuousConfig(privileged="context", n_trials=200),
-    "context-rtt-160": ContinuousConfig(privileged="context", dataset="mc_rtt", n_trials=160, rate_median_hz=8.0),
+    "pupil-160": ContinuousConfig(privileged="pupil", n_trials=160),
+    "pupil-120-drift": ContinuousConfig(privileged="pupil", n_trials=120, drift_sd=0.5, drift_tau_s=30.0),
+    "context-160": ContinuousConfig(privileged="context", n_trials=160),
+    "context-rtt-120": ContinuousConfig(privileged="context", dataset="mc_rtt", n_trials=120, rate_median_hz=8.0),
 }
 
 

@@ -44,6 +44,11 @@ class NeuronIdentityConfig:
     #: on the frozen embeddings; ``svm`` (RBF) because a type can sit *between* others in embedding
     #: space (EC cells among the inhibitory types), which no linear boundary separates
     classifier: Literal["logistic", "svm", "mlp", "knn"] = "svm"
+    #: what the classifier reads: the frozen ``embedding``, or the embedding concatenated with the
+    #: hand-made activity statistics of ``blend_spatial.features`` (``embedding+features``; activity
+    #: and positions only, never behavior or labels), so that what a z-scoring model cannot see
+    #: (a neuron's rate and amplitude) still reaches the classifier
+    classifier_input: Literal["embedding", "embedding+features"] = "embedding"
     class_weight: Literal["balanced", "none"] = "balanced"  #: logistic and svm
     svm_c: float = 1.0  #: svm only: the RBF SVM's regularisation C
     knn_neighbors: int = 10
@@ -77,6 +82,7 @@ class NeuronIdentityTask:
         if not 0 < config.val_fraction < 1:
             raise DataError(f"task.val_fraction: expected a value in (0, 1), got {config.val_fraction}")
         self.config, self.data, self.device = config, data, device
+        self._features: np.ndarray | None = None  #: activity statistics, computed on first use
         W = config.window
         sessions = data.sessions
         frames = np.array([s.n_frames for s in sessions])
@@ -221,14 +227,30 @@ class NeuronIdentityTask:
         r2 = float(1 - sse / var.clamp_min(1e-12))
         return (emb / count.clamp_min(1)[:, None]).cpu().numpy(), r2
 
-    def _classify(self, embedding: np.ndarray, classifier: str | None = None) -> dict[str, Any]:
-        """Fit ``classifier`` (default: the task's) on the ``train`` labels; predict every neuron."""
+    def features(self) -> np.ndarray:
+        """The activity statistics of every neuron (computed once; ``blend_spatial.features``)."""
+        if self._features is None:
+            self._features = activity_features(self.data, self.config.radius_um)
+        return self._features
+
+    def classifier_input(self, embedding: np.ndarray) -> np.ndarray:
+        """What the classifier reads for these embeddings (``task.classifier_input``)."""
+        if self.config.classifier_input == "embedding+features":
+            return np.concatenate([embedding, self.features()], axis=1)
+        return embedding
+
+    def _classify(self, embedding: np.ndarray, classifier: str | None = None, *, raw: bool = False) -> dict[str, Any]:
+        """Fit ``classifier`` (default: the task's) on the ``train`` labels; predict every neuron.
+
+        ``embedding`` goes through ``classifier_input`` unless ``raw`` (the reference rows' statistics).
+        """
         c = self.config
         out: dict[str, Any] = {}
         fit = self.data.split == "train"
+        x = embedding if raw else self.classifier_input(embedding)
         for lab in self.data.labels:
             pred, proba = fit_predict(
-                embedding, lab.values, fit & lab.labelled(), lab.classes, classifier or c.classifier,
+                x, lab.values, fit & lab.labelled(), lab.classes, classifier or c.classifier,
                 class_weight=c.class_weight, knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden, svm_c=c.svm_c,
             )
             out[f"{lab.key}_pred"], out[f"{lab.key}_proba"] = pred, proba
@@ -280,8 +302,8 @@ class NeuronIdentityTask:
         if self.config.classifier != "logistic":
             variants.append(("features (logistic)", False, "logistic"))
         for name, behavior, classifier in variants:
-            feats = activity_features(self.data, self.config.radius_um, behavior=behavior)
-            metrics, details = self._score(self._classify(feats, classifier))
+            feats = activity_features(self.data, self.config.radius_um, behavior=True) if behavior else self.features()
+            metrics, details = self._score(self._classify(feats, classifier, raw=True))
             rows[name] = {**metrics, **details}
         return rows
 
