@@ -187,3 +187,19 @@ def test_remembered_digest_follows_the_file(tmp_path, monkeypatch):
         fh.write(b"two")
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert sha256_file(p) == hashlib.sha256(b"two").hexdigest()
+
+
+def test_meta_cannot_point_outside_the_entry(nlb_files, tmp_path, monkeypatch, caplog):
+    import json
+
+    monkeypatch.setenv("BLEND_CACHE_DIR", str(tmp_path / "c"))
+    _load(nlb_files["mc_maze"], "mc_maze")
+    entry = _entry(tmp_path / "c")
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.zeros(3))
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["arrays"]["../../outside"] = {"dtype": "<f8", "shape": [3], "sha256": ""}
+    (entry / "meta.json").write_text(json.dumps(meta))
+    _same(_load(nlb_files["mc_maze"], "mc_maze"), load_nlb(nlb_files["mc_maze"], "mc_maze"))
+    assert "meta.json names an array '../../outside'" in caplog.text
+    assert outside.is_file()

@@ -186,6 +186,8 @@ def _load_entry(entry: Path, name: str) -> Any:
         raise _BadEntry("meta.json is not this version's")
     arrays = {}
     for k, want in meta["arrays"].items():
+        if not isinstance(k, str) or not k or "/" in k or k.startswith(".") or not isinstance(want, dict):
+            raise _BadEntry(f"meta.json names an array {str(k)[:60]!r}")  # only files inside the entry are read
         # copy-on-write maps: pages are read when used, and a write lands in memory, never in the entry
         a = np.load(entry / f"{k}.npy", allow_pickle=False, mmap_mode="c")
         if a.dtype.str != want["dtype"] or list(a.shape) != want["shape"]:
