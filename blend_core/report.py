@@ -64,6 +64,10 @@ class Page:
         cap = f"<p class='cap'>{html.escape(caption)}</p>" if caption else ""
         self.sections.append((heading, f"<img src='{html.escape(path.name)}' alt='{html.escape(heading)}'>{cap}"))
 
+    def html(self, heading: str, body: str) -> None:
+        """A section of ready HTML (escaped by the caller)."""
+        self.sections.append((heading, body))
+
     def note(self, heading: str, text: str) -> None:
         self.sections.append((heading, f"<p class='note'>{html.escape(text)}</p>"))
 
@@ -78,7 +82,11 @@ class Page:
 
         style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
                  "img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
-                 "text-align:right}.note{color:#a60}.cap{color:#555;font-size:90%}")
+                 "text-align:right}td:first-child,th:first-child{text-align:left}.note{color:#a60}"
+                 ".cap{color:#555;font-size:90%}.warn{background:#fff4e0;border-left:4px solid #e08a00;"
+                 "padding:4px 10px;margin:4px 0}.ref td{color:#555;font-style:italic}"
+                 "pre{background:#f6f6f6;padding:8px;font-size:85%;overflow-x:auto}"
+                 "dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#555}dd{margin:0}")
         parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
                  f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>"]
         parts += [f"<h2>{html.escape(h)}</h2>{body}" for h, body in self.sections]
@@ -146,42 +154,96 @@ def _scalar_metrics(metrics: dict[str, dict[str, Any]]) -> tuple[list[str], list
 
 # ------------------------------------------------------------------ figures
 
+def _ylim(values: list[float]) -> tuple[float, float] | None:
+    """Limits that show the curves' course, not their first epoch's spike: the range of the values
+    after each curve's first tenth (at least its first epoch), with a margin."""
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return None
+    low, high = min(finite), max(finite)
+    pad = 0.05 * (high - low) or 0.05 * abs(high) or 0.05
+    return low - pad, high + pad
+
+
 def draw_learning_curves(history: dict[str, list[dict[str, float]]]) -> Callable:
     def draw(plt):
         if not history:
             raise Skip("no history.csv and no histories in checkpoints/")
         colors = _colors(list(history))
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharex=True)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+        late: dict[int, list[float]] = {0: [], 1: []}
         for role in _roles(history):
             rows = history[role]
-            epochs = [r["epoch"] for r in rows]
-            axes[0].plot(epochs, [r.get("train_loss", np.nan) for r in rows], color=colors[role], label=role)
-            axes[1].plot(epochs, [r.get("val_loss", np.nan) for r in rows], color=colors[role], label=role)
-        axes[0].set(title="train loss (each role's own objective)", xlabel="epoch")
-        axes[1].set(title="validation loss (task loss, comparable across roles)", xlabel="epoch")
+            epochs = [r["epoch"] + 1 for r in rows]  # epochs counted from 1, as in the progress lines
+            skip = len(rows) // 10  # long runs: the first tenth's steep drop would flatten the rest
+            for i, key in enumerate(("train_loss", "val_loss")):
+                ys = [r.get(key, np.nan) for r in rows]
+                axes[i].plot(epochs, ys, color=colors[role], label=role.replace("_", " "))
+                late[i] += ys[skip:] if len(ys) > skip else ys
+        axes[0].set(title="training objective (each role's own)", xlabel="epoch",
+                    ylabel="loss (task, + distillation for the student)")
+        axes[1].set(title="validation loss (comparable across roles)", xlabel="epoch",
+                    ylabel="masked Poisson NLL")
+        for i, ax in enumerate(axes):
+            lim = _ylim(late[i])
+            if lim:
+                ax.set_ylim(*lim)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.grid(alpha=0.3)
         axes[1].legend(frameon=False)
+        if any(len(rows) >= 10 for rows in history.values()):
+            fig.text(0.5, -0.02, "y-axes are set by the epochs after each curve's first tenth (its steep drop "
+                     "may run off the top)", ha="center", fontsize=8, color="0.35")
+        fig.tight_layout()
         return fig
     return draw
 
 
+def _is_reference(row: str) -> bool:
+    from blend_core.explain import MODEL_ROWS
+
+    return row not in MODEL_ROWS
+
+
+#: how reference rows are drawn: lines across the models' bars, one style each
+_REF_STYLE = ({"color": "0.3", "ls": "--", "lw": 1.3}, {"color": "k", "ls": ":", "lw": 1.6},
+              {"color": "0.5", "ls": "-.", "lw": 1.3})
+
+
 def draw_metrics(means: dict[str, dict[str, float]], sds: dict[str, dict[str, float]] | None, n: int) -> Callable:
+    """Models as bars (± s.d. over seeds); reference rows (smoothing, oracle) as dashed lines across:
+    they are yardsticks, not models. The teacher's behavior metrics are hatched (it sees behavior)."""
     def draw(plt):
-        roles, names = _scalar_metrics(means)
+        rows, names = _scalar_metrics(means)
         if not names:
             raise Skip("no scalar metrics")
+        roles = [r for r in rows if not _is_reference(r)]
+        refs = [r for r in rows if _is_reference(r)]
         colors = _colors(roles)
-        fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 1, 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(names), figsize=(2.9 * len(names) + 1, 3.4), squeeze=False)
+        hatched = False
         for ax, name in zip(axes[0], names):
             shown = [r for r in roles if name in means[r]]
             vals = [means[r][name] for r in shown]
             err = [sds[r][name] for r in shown] if sds else None
-            ax.bar(range(len(shown)), vals, yerr=err, capsize=4, color=[colors[r] for r in shown])
-            ax.set_xticks(range(len(shown)), shown, rotation=45, ha="right")
+            bars = ax.bar(range(len(shown)), vals, yerr=err, capsize=4, color=[colors[r] for r in shown])
+            for bar, role in zip(bars, shown):
+                if name in TEACHER_SEES and role in ("teacher", "control_teacher"):
+                    bar.set(hatch="///", alpha=0.45, edgecolor="k")
+                    hatched = True
+            ax.set_xticks(range(len(shown)), [r.replace("_", " ") for r in shown], rotation=30, ha="right")
+            for ref in refs:
+                if name in means[ref]:
+                    ax.axhline(means[ref][name], label=ref, **_REF_STYLE[refs.index(ref) % len(_REF_STYLE)])
             ax.set_title(name)
             ax.axhline(0, color="k", lw=0.5)
-            if "teacher" in shown and name in TEACHER_SEES:
-                ax.text(shown.index("teacher"), 0, "sees\nbehavior", ha="center", va="bottom", fontsize=7)
-        fig.suptitle(f"mean ± s.d. over {n} seeds" if sds else "one run")
+        what = f"models: mean ± s.d. over {n} seeds" if sds else "models: one run"
+        note = "; hatched: the teacher sees behavior (not comparable)" if hatched else ""
+        fig.suptitle(f"{what}; lines: reference rows{note}", fontsize=10)
+        if refs:
+            handles = [plt.Line2D([], [], **_REF_STYLE[i % len(_REF_STYLE)]) for i in range(len(refs))]
+            fig.legend(handles, [f"{r} (reference)" for r in refs], loc="center left", bbox_to_anchor=(1.0, 0.5),
+                       frameon=False, fontsize=8)
         fig.tight_layout()
         return fig
     return draw
@@ -204,46 +266,72 @@ def draw_behavior(run_dir: Path) -> Callable:
         roles = [r for r in _roles(z["roles"]) if f"behavior_pred/{r}" in z]
         colors = _colors(roles)
         n_trials, n_dims = true.shape[0], true.shape[2]
+        t, xlabel = _time_axis(z, true.shape[1])
         fig, axes = plt.subplots(n_dims, n_trials, figsize=(2.6 * n_trials, 2 * n_dims), squeeze=False, sharey="row")
         for j in range(n_trials):
             for d in range(n_dims):
                 ax = axes[d, j]
-                ax.plot(true[j, :, d], color="k", lw=2, label="true")
+                ax.plot(t, true[j, :, d], color="k", lw=2, label="true")
                 for role in roles:
-                    ax.plot(z[f"behavior_pred/{role}"][j, :, d], color=colors[role], lw=1, label=role)
+                    ax.plot(t, z[f"behavior_pred/{role}"][j, :, d], color=colors[role], lw=1,
+                            label=role.replace("_", " "))
                 if d == 0:
                     ax.set_title(f"test trial {int(z['behavior_trials'][j])}", fontsize=9)
                 if j == 0:
                     ax.set_ylabel(names[d] if d < len(names) else f"dim {d}")
         axes[0, -1].legend(frameon=False, fontsize=7)
-        fig.supxlabel("time bin")
+        fig.supxlabel(xlabel)
         fig.tight_layout()
         return fig
     return draw
 
 
-def draw_psth(run_dir: Path, role: str = "student") -> Callable:
+def _time_axis(z: dict[str, np.ndarray], bins: int) -> tuple[np.ndarray, str]:
+    """Bin centres in ms when the run recorded its bin width, else bin indices."""
+    if "bin_ms" in z and np.isfinite(float(z["bin_ms"])) and float(z["bin_ms"]) > 0:
+        return (np.arange(bins) + 0.5) * float(z["bin_ms"]), "time in trial (ms)"
+    return np.arange(bins), "time bin"
+
+
+def draw_psth(run_dir: Path, roles: tuple[str, ...] = ("student", "baseline")) -> Callable:
+    """True (thick) and predicted (dashed) condition PSTHs: one row per role, so that what the
+    student gained over the baseline is seen side by side; colours are conditions."""
     def draw(plt):
         z = _npz(run_dir)
-        if "psth_true" not in z or f"psth_pred/{role}" not in z:
+        shown = [r for r in roles if f"psth_pred/{r}" in z]
+        if "psth_true" not in z or not shown:
             raise Skip("the data has no condition PSTHs")
-        true, pred = z["psth_true"], z[f"psth_pred/{role}"]
-        n_cond, _, n_neurons = true.shape
+        true = z["psth_true"]
+        n_cond, bins, n_neurons = true.shape
         conds = list(range(min(n_cond, 6)))
+        t, xlabel = _time_axis(z, bins)
+        n_in = int(z["n_heldin"]) if "n_heldin" in z else None
         import matplotlib
 
         cmap = matplotlib.colormaps["viridis"]
-        fig, axes = plt.subplots(1, n_neurons, figsize=(3 * n_neurons, 2.8), squeeze=False)
-        for k in range(n_neurons):
-            ax = axes[0, k]
-            for c in conds:
-                col = cmap(c / max(1, len(conds) - 1))
-                ax.plot(true[c, :, k], color=col, lw=2, alpha=0.5)
-                ax.plot(pred[c, :, k], color=col, lw=1, ls="--")
-            ax.set_title(f"neuron {int(z['psth_neurons'][k])}", fontsize=9)
-            ax.set_xlabel("time bin")
-        axes[0, 0].set_ylabel("rate (spikes/s)")
-        fig.suptitle(f"PSTHs on test trials, {len(conds)} conditions: true (thick) vs {role} (dashed)")
+        fig, axes = plt.subplots(len(shown), n_neurons, figsize=(3 * n_neurons, 2.5 * len(shown) + 0.6),
+                                 squeeze=False, sharex=True, sharey="col")
+        for i, role in enumerate(shown):
+            pred = z[f"psth_pred/{role}"]
+            for k in range(n_neurons):
+                ax = axes[i, k]
+                for c in conds:
+                    col = cmap(c / max(1, len(conds) - 1))
+                    ax.plot(t, true[c, :, k], color=col, lw=2.2, alpha=0.45)
+                    ax.plot(t, pred[c, :, k], color=col, lw=1.1, ls="--")
+                neuron = int(z["psth_neurons"][k])
+                held = " (held-out)" if n_in is not None and neuron >= n_in else ""
+                ax.set_title(f"{role}: neuron {neuron}{held}", fontsize=9)
+                if i == len(shown) - 1:
+                    ax.set_xlabel(xlabel)
+            axes[i, 0].set_ylabel("rate (spikes/s)")
+        handles = [matplotlib.lines.Line2D([], [], color=cmap(c / max(1, len(conds) - 1)), lw=2) for c in conds]
+        handles += [matplotlib.lines.Line2D([], [], color="0.3", lw=2.2, alpha=0.45),
+                    matplotlib.lines.Line2D([], [], color="0.3", lw=1.1, ls="--")]
+        fig.legend(handles, [f"condition {c}" for c in conds] + ["true", "predicted"], loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+        fig.suptitle(f"condition-averaged rates on test trials ({len(conds)} of {n_cond} conditions): "
+                     "true (thick) vs predicted (dashed)", fontsize=10)
         fig.tight_layout()
         return fig
     return draw
@@ -344,7 +432,14 @@ def draw_sweep_key(rows: list[dict[str, Any]], key: str, metric: str) -> Callabl
             ax.set_xticks(range(len(cats)), cats)
         elif key.endswith("lr") or key.endswith("weight_decay"):
             ax.set_xscale("log")
+        ys = [r[metric] for r in done]
+        low, high = min(ys), max(ys)
+        span = max(high - low, 0.1 * max(abs(low), abs(high)), 1e-3)  # a tiny spread is shown as tiny
+        mid = (low + high) / 2
+        ax.set_ylim(mid - 0.6 * span, mid + 0.6 * span)
+        ax.grid(alpha=0.3)
         ax.set(xlabel=key, ylabel=metric, title=f"{metric} against {key}")
+        ax.text(0.02, 0.02, f"spread over trials: {high - low:.4g}", transform=ax.transAxes, fontsize=8, color="0.3")
         return fig
     return draw
 
@@ -353,10 +448,14 @@ def draw_sweep_key(rows: list[dict[str, Any]], key: str, metric: str) -> Callabl
 
 def report_run(page: Page, run_dir: Path, prefix: str = "") -> None:
     """The figures of one run directory."""
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k != "val"}
     roles, names = _scalar_metrics(metrics)
-    page.table(f"{prefix}metrics", ["", *names], [[r, *(metrics[r].get(n, "") for n in names)] for r in roles],
-               caption="the teacher is given behavior as input: its vel R2 is not comparable with the others'")
+    page.table(f"{prefix}metrics", ["", *names],
+               [[f"{r} (reference)" if _is_reference(r) else r, *(metrics[r].get(n, "") for n in names)]
+                for r in roles],
+               caption="scored split; reference rows are yardsticks, not models (smoothing: NLB's spike smoothing "
+                       "+ GLM; oracle: the true rates). The teacher is given behavior as input: its vel R2 is not "
+                       "comparable with the others'")
     page.figure(f"{prefix}learning_curves", f"{prefix}learning curves", draw_learning_curves(read_history(run_dir)))
     page.figure(f"{prefix}metrics", f"{prefix}metrics per role", draw_metrics(metrics, None, 1))
     if any(k.startswith("confusion (") for k in metrics.get("student", {})):
@@ -425,4 +524,67 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None) -> Path:
     else:
         raise BlendError(f"{run_dir}: not a finished run, --seeds run or sweep "
                          "(no metrics.json, summary.json or results.csv)")
+    body = page.sections
+    page.sections = []
+    describe_run(page, run_dir)
+    page.sections += body
     return page.write()
+
+
+def _first_run(run_dir: Path) -> Path:
+    """The directory that holds the config: the run, a --seeds run's first seed, or a sweep's itself."""
+    if (run_dir / "config.yaml").exists():
+        return run_dir
+    seeds = sorted(run_dir.glob("seed-*/config.yaml"))
+    return seeds[0].parent if seeds else run_dir
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+def describe_run(page: Page, run_dir: Path) -> None:
+    """What the numbers need beside them: the warnings of ``blend_core.explain``, when and with what the
+    run was made (run.json, provenance.json), the epochs each role ran, and the resolved config."""
+    import time
+
+    from blend_core.explain import run_warnings
+
+    warnings = run_warnings(run_dir) if not (run_dir / "results.csv").exists() else []
+    if warnings:
+        page.html("warnings", "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings))
+    first = _first_run(run_dir)
+    marker = _read(first / "run.json") or {}
+    prov = _read(first / "provenance.json") or {}
+    config = _read(first / "config.yaml") or {}
+    train = config.get("train") or {}
+    facts = [("run directory", str(run_dir.resolve())), ("run created", marker.get("created", "?")),
+             ("report written", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))]
+    if isinstance(prov, dict) and prov:
+        facts += [("blend / torch / python", f"{prov.get('blend', '?')} / {prov.get('torch', '?')} / "
+                                             f"{prov.get('python', '?')}"),
+                  ("git commit", str(prov.get("git_commit", "?"))),
+                  ("command", " ".join(map(str, prov.get("command", []))) if isinstance(prov.get("command"), list)
+                   else str(prov.get("command", "?")))]
+    if config:
+        sections = [f"{k} {config[k].get('type')}" for k in ("data", "backbone", "teacher", "privileged")
+                    if isinstance(config.get(k), dict) and config[k].get("type")]
+        facts.append(("components", ", ".join(sections)))
+    history = read_history(first) if (first / "checkpoints").exists() or (first / "history.csv").exists() else {}
+    for role in _roles(history):
+        rows = [r for r in history[role] if "epoch" in r]
+        if not rows:
+            continue
+        ran = int(max(r["epoch"] for r in rows)) + 1
+        best = min(rows, key=lambda r: r.get("val_loss", np.inf))
+        cap = train.get("max_epochs", "?")
+        stop = "early-stopped" if isinstance(cap, int) and ran < cap else "ran every epoch"
+        facts.append((f"{role} epochs", f"{ran} of {cap} ({stop}); best validation epoch {int(best['epoch']) + 1}"))
+    dl = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts)
+    where = "" if first == run_dir else f" (from {first.name})"
+    cfg = (f"<details><summary>resolved config{html.escape(where)}</summary><pre>"
+           f"{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre></details>") if config else ""
+    page.html("run", f"<dl>{dl}</dl>{cfg}")

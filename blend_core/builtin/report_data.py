@@ -67,6 +67,7 @@ def report_arrays(data: Any, predictions: dict[str, dict[str, Any]]) -> dict[str
         counts = np.nansum(data.heldout[fit, :T], axis=(0, 1))
         neurons = n_in + np.argsort(counts)[::-1][:N_NEURONS]
         out["psth_neurons"] = neurons
+        out["n_heldin"] = np.asarray(n_in)  # neurons at or past it are held out (the report marks them)
         out["psth_true"] = data.psth[:, :, neurons] / (data.bin_ms / 1000.0)  # spikes/s
         cond = np.asarray(data.conditions)[test]
         for role in roles:
