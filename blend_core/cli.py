@@ -152,7 +152,7 @@ def _at_once_note(config) -> None:
         return
     warnings.filterwarnings("ignore", message=".*not yet implemented the batching rule.*")
     print("note: --at-once on a CPU: the seeds train as one vmapped model; results differ slightly from "
-          "sequential seeds (float rounding, dropout draws), and it is rarely faster than them on a CPU",
+          "sequential seeds (float rounding, dropout draws); it is meant for GPUs",
           file=sys.stderr)
 
 

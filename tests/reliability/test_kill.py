@@ -78,5 +78,6 @@ def test_sigkill_anywhere_then_resume_is_identical(reference, tmp_path, cli, poi
 def test_ctrl_c_then_resume_is_identical(reference, tmp_path, cli, point):
     config, expected = reference
     code, err = _interrupt(config, tmp_path / "run", point, signal.SIGINT)
-    assert code == 130 and err.strip().endswith("interrupted; continue with --resume")
+    last = err.strip().splitlines()[-1]  # on its own line: the exact command that continues the run
+    assert code == 130 and last.startswith("interrupted; continue with: blend run ") and last.endswith(" --resume")
     _resume_and_compare(config, tmp_path / "run", expected, cli)
