@@ -1,42 +1,14 @@
-"""Atomic file writes: a crash never leaves a half-written checkpoint or result."""
+"""Atomic file writes (``blend_core.files``) of text, JSON, YAML and checkpoints; checkpoints read as data only."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` then rename ``tmp`` over ``path`` in one step.
-
-    The file gets the mode a plain ``open`` would give it (0666 less the umask),
-    not ``mkstemp``'s private 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-    finally:
-        os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from blend_core.files import atomic_write, cannot_write  # noqa: F401  (atomic_write: part of this module's API)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -55,7 +27,14 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     """Save a checkpoint: tensors, numbers, strings, lists and dicts only (see :func:`load_checkpoint`)."""
     import torch
 
-    return atomic_write(path, lambda p: torch.save(obj, p))
+    def write(tmp: Path) -> None:
+        try:
+            with open(tmp, "wb") as f:  # a file object: a full disk is an OSError, not torch's RuntimeError
+                torch.save(obj, f)
+        except RuntimeError as exc:  # torch's writer failed (e.g. "unexpected pos" on a full disk)
+            raise cannot_write(path, exc) from None
+
+    return atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path, device: Any = "cpu", required: tuple[str, ...] = ("model",)) -> dict[str, Any]:

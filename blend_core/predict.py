@@ -12,6 +12,7 @@ from blend_core.config import build_config, read_yaml
 from blend_core.errors import BlendError
 from blend_core.io import atomic_write, load_checkpoint
 from blend_core.plugins import Plugins, load_plugins, report_failures
+from blend_core.rundir import check_output_dir, open_output_dir, release_lock
 from blend_core.task import prediction_writer
 from blend_core.build import build_model, build_task, load_data
 from blend_core.training import resolve_device
@@ -53,9 +54,7 @@ def predict(
         report_failures(plugins)
     config = build_config(raw, plugins.registry, source=str(run_dir / "config.yaml"))
     out_dir = Path(out_dir or run_dir / "predictions")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise BlendError(f"{out_dir}: output directory exists; pass --overwrite to replace its files")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out_dir, overwrite=overwrite)  # refused before anything is loaded or created
 
     device = resolve_device(config.train.device)
     source, data = load_data(config, plugins.registry)
@@ -69,9 +68,13 @@ def predict(
         ) from None
     model.eval()
     predictions = task.predict(model)
+    open_output_dir(out_dir, overwrite=overwrite)  # made (marked, locked) only now that there is something to write
     writer = prediction_writer(source)  # the DataSource protocol's optional member
     if writer is None:
-        return write_npz(predictions, out_dir)
-    # a writer that records provenance (config, checkpoint) takes the run directory, wherever --out is
-    takes_run_dir = "run_dir" in inspect.signature(writer).parameters
-    return writer(predictions, out_dir, run_dir=run_dir) if takes_run_dir else writer(predictions, out_dir)
+        paths = write_npz(predictions, out_dir)
+    else:
+        # a writer that records provenance (config, checkpoint) takes the run directory, wherever --out is
+        takes_run_dir = "run_dir" in inspect.signature(writer).parameters
+        paths = writer(predictions, out_dir, run_dir=run_dir) if takes_run_dir else writer(predictions, out_dir)
+    release_lock(out_dir)
+    return paths

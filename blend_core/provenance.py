@@ -1,7 +1,11 @@
-"""Where a run came from: versions, the git commit, and which plugin supplied each component.
+"""Where a run came from: versions, the git commit, which plugin supplied each component, and
+the sha256 of every input data file.
 
 Written as ``provenance.json`` into every run directory, so that a result can be
-traced to the exact code that produced it.
+traced to the exact code and data that produced it. A data source declares the
+files it read with an optional ``input_files()`` (see ``blend_core.task.DataSource``).
+``--resume`` keeps the file as it was, refuses to continue when an input file's
+digest changed, and appends what resumed it under ``resumed``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from blend_core.build import backbone_selection, task_selection
 from blend_core.config import Config
+from blend_core.errors import BlendError
 from blend_core.io import write_json
 
 FILE = "provenance.json"
@@ -90,7 +95,72 @@ def provenance(config: Config, plugins: Any, data: Any = None) -> dict[str, Any]
     }
 
 
-def write_provenance(out_dir: Path, config: Config, plugins: Any, data: Any = None) -> Path:
+def input_digests(source: Any) -> list[dict[str, Any]]:
+    """``{path, sha256, bytes}`` of each file the data source says it read (its ``input_files()``)."""
+    from blend_core.files import sha256_file
+
+    declared = getattr(source, "input_files", None)
+    if not callable(declared):
+        return []
+    out = []
+    for item in declared():
+        path = Path(item).resolve()
+        out.append({"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size})
+    return out
+
+
+def check_same_inputs(saved: list[dict[str, Any]], now: list[dict[str, Any]], where: Path) -> None:
+    """Refuse to resume on data other than the run's: one line naming the first file that differs."""
+    hint = "--resume continues a run only on the data it started with; use a new --out"
+    for old, new in zip(saved, now):
+        if old.get("sha256") != new["sha256"]:
+            raise BlendError(f"{new['path']}: input data changed since the run started (sha256 "
+                             f"{str(old.get('sha256'))[:12]}... in {where}, now {new['sha256'][:12]}...); {hint}")
+    if len(saved) != len(now):
+        raise BlendError(f"{where}: the run read {len(saved)} input file(s), the data now has {len(now)}; {hint}")
+
+
+def run_provenance(
+    out_dir: Path, config: Config, plugins: Any, data: Any = None, *, source: Any = None, resume: bool = False,
+) -> dict[str, Any]:
+    """The ``provenance.json`` to write; on ``resume`` the saved one with this resume appended, after
+    checking the input files against it (a BlendError naming a changed file)."""
     path = Path(out_dir) / FILE
-    write_json(path, provenance(config, plugins, data))
-    return path
+    record = {**provenance(config, plugins, data), "inputs": input_digests(source)}
+    if resume and path.exists():
+        saved = _read(path)
+        if "inputs" in saved:
+            check_same_inputs(saved["inputs"], record["inputs"], path)
+        else:  # written before blend recorded inputs: record them from now on
+            saved["inputs"] = record["inputs"]
+        keys = ("blend", "torch", "python", "platform", "command", "git_commit")
+        saved.setdefault("resumed", []).append({**{k: record[k] for k in keys}, "time": _now()})
+        record = saved
+    return record
+
+
+def write_provenance(
+    out_dir: Path, config: Config, plugins: Any, data: Any = None, *, source: Any = None, resume: bool = False,
+) -> Path:
+    """Write ``provenance.json`` (see :func:`run_provenance`)."""
+    record = run_provenance(out_dir, config, plugins, data, source=source, resume=resume)
+    return write_json(Path(out_dir) / FILE, record)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        saved = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        raise BlendError(f"{path}: not readable JSON; cannot check the run's inputs (use a new --out)") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("inputs", []), list) \
+            or not isinstance(saved.get("resumed", []), list):
+        raise BlendError(f"{path}: not a blend provenance record (use a new --out)")
+    return saved
+
+
+def _now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -10,7 +10,6 @@ note on the page saying why. matplotlib draws with the Agg backend: no display.
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import re
@@ -21,6 +20,7 @@ import numpy as np
 import yaml
 
 from blend_core.errors import BlendError
+from blend_core.files import refuse_link
 
 INSTALL_HINT = "blend report needs matplotlib: pip install 'blend-core[report]' (or: pip install 'matplotlib>=3.7')"
 ROLE_ORDER = ("teacher", "student", "baseline", "control_teacher", "control_student")
@@ -124,13 +124,17 @@ def _colors(roles: list[str]) -> dict[str, Any]:
 
 def read_history(run_dir: Path) -> dict[str, list[dict[str, float]]]:
     """Per role, its validation epochs: ``history.csv``, else the histories kept in ``checkpoints/*.pt``."""
+    from blend_core.builtin.tracking import read_history_csv
+
     out: dict[str, list[dict[str, float]]] = {}
     path = run_dir / "history.csv"
-    if path.exists():
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                out.setdefault(row["role"], []).append(
-                    {k: float(v) for k, v in row.items() if k != "role" and v not in ("", None)})
+    for n, row in enumerate(read_history_csv(path)[1], 2):  # a torn last row (killed run) is left out
+        try:
+            out.setdefault(row["role"], []).append(
+                {k: float(v) for k, v in row.items() if k != "role" and v not in ("", None)})
+        except ValueError:
+            raise BlendError(f"{path}: line {n} holds a value that is not a number; not a history.csv "
+                             "blend wrote") from None
     for ckpt in sorted((run_dir / "checkpoints").glob("*.pt")):
         role = ckpt.stem
         if role in out or role.endswith("-last"):
@@ -253,8 +257,22 @@ def _npz(run_dir: Path) -> dict[str, np.ndarray]:
     path = run_dir / "report-data.npz"
     if not path.exists():
         raise Skip(f"{path.name} missing (runs from before blend wrote it, or a task without it)")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:  # truncated, not a zip, an entry that is not an array or needs pickle
+        raise BlendError(f"{path}: not a readable report-data.npz (corrupt, truncated or not blend's)") from None
+
+
+def read_json(path: Path, what: type = dict) -> Any:
+    """A JSON file of the directory, or one line naming it if it is not readable JSON of that kind."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise BlendError(f"{path}: not readable JSON ({' '.join(str(exc).split())[:100]})") from None
+    if not isinstance(value, what):
+        raise BlendError(f"{path}: expected a JSON {what.__name__}, got {type(value).__name__}")
+    return value
 
 
 def draw_behavior(run_dir: Path) -> Callable:
@@ -448,7 +466,10 @@ def draw_sweep_key(rows: list[dict[str, Any]], key: str, metric: str) -> Callabl
 
 def report_run(page: Page, run_dir: Path, prefix: str = "") -> None:
     """The figures of one run directory."""
-    metrics = {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k != "val"}
+    path = run_dir / "metrics.json"
+    metrics = {k: v for k, v in read_json(path).items() if k != "val"}
+    if not all(isinstance(v, dict) for v in metrics.values()):
+        raise BlendError(f"{path}: not blend's metrics (expected an object of role -> metrics)")
     roles, names = _scalar_metrics(metrics)
     page.table(f"{prefix}metrics", ["", *names],
                [[f"{r} (reference)" if _is_reference(r) else r, *(metrics[r].get(n, "") for n in names)]
@@ -469,7 +490,7 @@ def report_run(page: Page, run_dir: Path, prefix: str = "") -> None:
 
 
 def report_seeds(page: Page, run_dir: Path) -> None:
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_json(run_dir / "summary.json")
     roles = [r for r in summary if " - " not in r and isinstance(summary[r], dict) and summary[r]
              and all(isinstance(v, dict) and "mean" in v and "sd" in v for v in summary[r].values())]
     diffs = [d for d in summary if " - " in d and isinstance(summary[d], dict)]
@@ -512,18 +533,20 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None) -> Path:
     _plt()
     if not run_dir.is_dir():
         raise BlendError(f"{run_dir}: no such run directory")
-    out_dir = Path(out_dir or run_dir / "report")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    page = Page(out_dir, f"blend report: {run_dir.resolve().name}")
     if (run_dir / "results.csv").exists() and (run_dir / "sweep.yaml").exists():
-        report_sweep(page, run_dir)
+        report = report_sweep
     elif (run_dir / "summary.json").exists():
-        report_seeds(page, run_dir)
+        report = report_seeds
     elif (run_dir / "metrics.json").exists():
-        report_run(page, run_dir)
-    else:
+        report = report_run
+    else:  # refused before anything is created in it
         raise BlendError(f"{run_dir}: not a finished run, --seeds run or sweep "
                          "(no metrics.json, summary.json or results.csv)")
+    if out_dir is None:
+        out_dir = run_dir / "report"
+        refuse_link(out_dir)  # a planted link would send the figures elsewhere
+    page = Page(Path(out_dir), f"blend report: {run_dir.resolve().name}")
+    report(page, run_dir)  # figures are written (the folder made) as they are drawn
     body = page.sections
     page.sections = []
     describe_run(page, run_dir)

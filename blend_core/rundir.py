@@ -11,11 +11,14 @@ run directories altogether.
 While a run writes, it holds ``run.lock`` (an ``flock`` plus the holder's PID):
 a second writer is refused with a line naming that PID. The kernel drops the
 lock when the holder exits, however it exits, so a lock left by a killed run is
-simply taken over by ``--resume``.
+simply taken over by ``--resume``. Checking, moving aside and creating a
+directory happen under a second lock beside it (``PARENT/.NAME.lock``), whose
+path does not move with the directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -23,9 +26,10 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from blend_core.errors import BlendError
+from blend_core.files import clean_stale_tmp, first_link, is_blend_tmp, open_regular
 
 MARKER = "run.json"
 LOCK = "run.lock"
@@ -69,13 +73,13 @@ def is_run_dir(path: Path) -> bool:
     return isinstance(marker, dict) and "blend" in marker
 
 
-def write_marker(path: Path) -> None:
+def write_marker(path: Path, note: str = "a blend run directory; blend --overwrite moves it aside, "
+                 "--resume continues it") -> None:
     from blend_core import __version__
     from blend_core.io import write_json
 
     write_json(path / MARKER, {
-        "blend": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "note": "a blend run directory; blend --overwrite moves it aside, --resume continues it",
+        "blend": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": note,
     })
 
 
@@ -98,6 +102,33 @@ def _holder(path: Path) -> str:
         return "unknown"
 
 
+def _lock(path: Path, *, wait: bool) -> int:
+    """An open, ``flock``-ed descriptor of the lock file ``path`` (regular, no link), or BlendError if busy."""
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except ImportError:  # no flock on this platform: fall back to the PID in the file
+        holder = _holder(path)
+        if holder.isdigit() and int(holder) != os.getpid() and _pid_alive(int(holder)):
+            os.close(fd)
+            raise _Busy(holder) from None
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise _Busy(_holder(path)) from None
+        raise BlendError(f"{path}: cannot lock the run directory ({exc.strerror})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+class _Busy(Exception):
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+
+
 def acquire_lock(out_dir: Path) -> None:
     """Hold ``out_dir/run.lock`` for this process; refuse, naming the holder's PID, if another holds it.
 
@@ -107,28 +138,31 @@ def acquire_lock(out_dir: Path) -> None:
     key = out_dir.resolve()
     if key in _HELD:
         return
-    path = out_dir / LOCK
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise BlendError(f"{path}: cannot create the run lock ({exc.strerror})") from None
-    try:
-        import fcntl
+        _HELD[key] = _lock(out_dir / LOCK, wait=False)
+    except _Busy as busy:
+        raise BlendError(_busy(out_dir, busy.holder)) from None
 
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:  # no flock on this platform: fall back to the PID in the file
-        holder = _holder(path)
-        if holder.isdigit() and int(holder) != os.getpid() and _pid_alive(int(holder)):
-            os.close(fd)
-            raise BlendError(_busy(out_dir, holder)) from None
+
+@contextlib.contextmanager
+def preparing(out_dir: Path) -> Iterator[None]:
+    """Hold the lock beside ``out_dir`` (``PARENT/.NAME.lock``) while it is checked, moved aside and made.
+
+    ``run.lock`` lives inside the directory, so it moves with it when ``--overwrite``
+    moves a run aside; this lock's path does not, so two processes preparing one
+    directory take turns, and the second sees the first's new, locked directory.
+    It is kept (never deleted: deleting a lock file lets two processes lock two files).
+    """
+    target = out_dir.resolve()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        raise BlendError(f"{out_dir}: cannot create the folder {exc.filename} ({exc.strerror})") from None
+    fd = _lock(target.parent / f".{target.name}.lock", wait=True)
+    try:
+        yield
+    finally:
         os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            raise BlendError(_busy(out_dir, _holder(path))) from None
-        raise BlendError(f"{path}: cannot lock the run directory ({exc.strerror})") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _HELD[key] = fd
 
 
 def _busy(out_dir: Path, holder: str) -> str:
@@ -182,41 +216,104 @@ def _move_aside(out_dir: Path) -> Path:
     return aside
 
 
-def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
-    """Create, replace or reopen ``out_dir`` as a run directory, and lock it for this process."""
-    out_dir = Path(out_dir)
+def _check(out_dir: Path, *, overwrite: bool, resume: bool) -> bool:
+    """Refuse what may not become this run directory; True if it holds blend's marker and files."""
     check_not_protected(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BlendError(f"{out_dir}: output path exists and is not a directory")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        marked = is_run_dir(out_dir)
-        if not marked:
-            what = ("--resume continues only runs blend created" if resume
-                    else "--overwrite replaces only directories blend created" if overwrite
-                    else "blend writes only into a new or empty folder")
-            raise BlendError(f"{out_dir}: not a blend run directory (no {MARKER}) and not empty; {what}")
+    if not (out_dir.exists() and any(out_dir.iterdir())):
         if resume:
+            raise BlendError(f"{out_dir}: nothing to resume (no such run directory)")
+        return False
+    if not is_run_dir(out_dir):
+        what = ("--resume continues only runs blend created" if resume
+                else "--overwrite replaces only directories blend created" if overwrite
+                else "blend writes only into a new or empty folder")
+        raise BlendError(f"{out_dir}: not a blend run directory (no {MARKER}) and not empty; {what}")
+    if not (resume or overwrite):
+        raise BlendError(
+            f"{out_dir}: output directory exists; pass --overwrite to replace it or --resume to continue it"
+        )
+    return True
+
+
+def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    """Create, replace or reopen ``out_dir`` as a run directory, and lock it for this process.
+
+    Everything from the checks to the new directory's ``run.lock`` happens under the
+    lock beside it (:func:`preparing`), so of two concurrent ``--overwrite`` writers
+    exactly one gets the directory. A directory to resume must hold no symbolic link
+    (blend makes none); temporary files a killed run left there are removed.
+    """
+    out_dir = Path(out_dir)
+    _check(out_dir, overwrite=overwrite, resume=resume)  # refused before anything is created
+    with preparing(out_dir):
+        if _check(out_dir, overwrite=overwrite, resume=resume):
+            if (out_dir / MARKER).is_symlink():
+                raise BlendError(f"{out_dir / MARKER}: is a symbolic link, not blend's marker; use a new --out")
+            acquire_lock(out_dir)  # refused if a run is writing there
+            if resume:
+                link = first_link(out_dir)
+                if link is not None:
+                    release_lock(out_dir)
+                    raise BlendError(f"{link}: a symbolic link inside the run directory; blend makes none and "
+                                     "follows none (remove it, or use a new --out)")
+                clean_stale_tmp(out_dir)
+                return
+            release_lock(out_dir)
+            aside = _move_aside(out_dir)
+            print(f"note: moved the previous run {out_dir} to {aside}", file=sys.stderr)
+        fresh = not out_dir.exists()
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
             acquire_lock(out_dir)
-            return
-        if not overwrite:
-            raise BlendError(
-                f"{out_dir}: output directory exists; pass --overwrite to replace it or --resume to continue it"
-            )
-        acquire_lock(out_dir)  # refused if a run is writing there
-        release_lock(out_dir)
-        aside = _move_aside(out_dir)
-        print(f"note: moved the previous run {out_dir} to {aside}", file=sys.stderr)
-    elif resume:
-        raise BlendError(f"{out_dir}: nothing to resume (no such run directory)")
-    fresh = not out_dir.exists()
-    try:
+            write_marker(out_dir)
+        except PermissionError as exc:
+            raise BlendError(f"{out_dir}: cannot write the run directory ({exc.strerror})") from None
+        if fresh:
+            _FRESH.add(out_dir.resolve())
+
+
+# ------------------------------------------------------------------ output folders (blend predict)
+
+def _own(path: Path) -> bool:
+    """A file blend keeps in any folder it made: its marker, its lock, a temporary file of a killed write."""
+    return path.name in (MARKER, LOCK) or is_blend_tmp(path.name)
+
+
+def check_output_dir(out_dir: Path, *, overwrite: bool) -> None:
+    """Refuse an output folder (``blend predict --out``) before anything is computed or created.
+
+    A folder blend did not make is never written into unless empty; one it made is
+    written into again only with ``overwrite`` (its own marker, lock and the temporary
+    files of a killed command do not count as contents).
+    """
+    check_not_protected(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BlendError(f"{out_dir}: output path exists and is not a directory")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if not is_run_dir(out_dir) or (out_dir / MARKER).is_symlink():
+        raise BlendError(f"{out_dir}: not a folder blend created (no {MARKER}) and not empty; "
+                         "blend writes only into a new or empty folder, or one it created")
+    if not overwrite and any(not _own(p) for p in out_dir.iterdir()):
+        raise BlendError(f"{out_dir}: output directory exists; pass --overwrite to replace its files")
+
+
+def open_output_dir(out_dir: Path, *, overwrite: bool) -> None:
+    """Check, create (with blend's marker) and lock an output folder; remove a killed command's temporaries."""
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, overwrite=overwrite)
+    with preparing(out_dir):
+        check_output_dir(out_dir, overwrite=overwrite)
+        fresh = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
         acquire_lock(out_dir)
-        write_marker(out_dir)
-    except PermissionError as exc:
-        raise BlendError(f"{out_dir}: cannot write the run directory ({exc.strerror})") from None
-    if fresh:
-        _FRESH.add(out_dir.resolve())
+        if fresh:
+            _FRESH.add(out_dir.resolve())
+        clean_stale_tmp(out_dir)
+        if not is_run_dir(out_dir):
+            write_marker(out_dir, "a folder of blend outputs; blend --overwrite replaces its files")
 
 
 def check_resumable(
@@ -226,7 +323,10 @@ def check_resumable(
     from blend_core.config import parse_yaml
 
     saved_path = out_dir / "config.yaml"
-    if not saved_path.exists():
+    if not saved_path.exists():  # a run killed before it saved its config has nothing else either
+        if any(p.name not in (MARKER, LOCK) and not is_blend_tmp(p.name) for p in out_dir.iterdir()):
+            raise BlendError(f"{saved_path}: missing, so this cannot be checked to be the run being resumed "
+                             "(a run saves its config before anything else); use a new --out")
         return
     try:
         saved = parse_yaml(saved_path.read_text(), str(saved_path))

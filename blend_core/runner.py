@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +17,7 @@ from blend_core.builtin.tracking import require_tensorboard
 from blend_core.config import Config, resolved_dict
 from blend_core.controls import build_any_role, roles, teacher_of, teacher_roles
 from blend_core.errors import BlendError
+from blend_core.files import cannot_write, open_append
 from blend_core.io import load_checkpoint, save_torch, write_json, write_yaml
 from blend_core.model import BlendModel
 from blend_core.plugins import Plugins
@@ -111,6 +114,7 @@ def _freeze(model: BlendModel) -> BlendModel:
 
 def _start(
     config: Config, out_dir: Path, *, overwrite: bool, resume: bool, plugins: Plugins | None = None, data: Any = None,
+    source: Any = None,
 ) -> None:
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
@@ -120,11 +124,14 @@ def _start(
     resolved = resolved_dict(config)
     if resume:
         check_resumable(out_dir, resolved, _results_relevant)
-    write_yaml(out_dir / "config.yaml", resolved)
-    if plugins is not None:
-        from blend_core.provenance import write_provenance
+    record = None
+    if plugins is not None:  # on resume this refuses changed input data before anything is written
+        from blend_core.provenance import FILE, run_provenance
 
-        write_provenance(out_dir, config, plugins, data)
+        record = run_provenance(out_dir, config, plugins, data, source=source, resume=resume)
+    write_yaml(out_dir / "config.yaml", resolved)  # first: a run directory with anything else has its config
+    if record is not None:
+        write_json(out_dir / FILE, record)
     _attach_log(out_dir / "log.txt")
 
 
@@ -173,7 +180,7 @@ def run(
     config = resolve_task(config, registry, data)
     task = build_task(config, registry, data, device)
     check_run(config, registry, task, device)  # broken contracts fail before the run directory exists
-    _start(config, out_dir, overwrite=overwrite, resume=resume, plugins=plugins, data=data)
+    _start(config, out_dir, overwrite=overwrite, resume=resume, plugins=plugins, data=data, source=source)
     log.info("data %s on %s", getattr(data, "name", config.data.type), device)
 
     models: dict[str, BlendModel] = {}
@@ -256,7 +263,7 @@ def _run_at_once(
     if configs[0].train.compile:
         raise BlendError("--at-once: train.compile is not supported with models trained at once")
     for c, d in zip(configs, dirs):
-        _start(c, d, overwrite=False, resume=resume and d.exists(), plugins=plugins, data=data)
+        _start(c, d, overwrite=False, resume=resume and d.exists(), plugins=plugins, data=data, source=source)
     _attach_log(*(d / "log.txt" for d in dirs))  # trained together: every seed's log.txt gets the joint log
     registry = plugins.registry
     device = resolve_device(configs[0].train.device)
@@ -273,14 +280,35 @@ def _run_at_once(
     ]
 
 
+class RunLog(logging.StreamHandler):
+    """``log.txt``: opened without following a link, a torn last line dropped, a failed write one line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(os.fdopen(open_append(path), "a", encoding="utf-8"))
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # e.g. a full disk: the run's log would be silently incomplete
+            raise cannot_write(self.path, exc) from None
+        super().handleError(record)
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self.stream.close()
+        finally:
+            self.release()
+        super().close()
+
+
 def _attach_log(*paths: Path) -> None:
     """Log to ``paths`` (and no earlier run's file)."""
     for handler in list(log.handlers):
-        if isinstance(handler, logging.FileHandler):
+        if isinstance(handler, (logging.FileHandler, RunLog)):
             log.removeHandler(handler)
             handler.close()
     for path in paths:
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
+        log.addHandler(RunLog(path))
     log.setLevel(logging.INFO)

@@ -10,6 +10,8 @@ import atexit
 import csv
 import functools
 import importlib.util
+import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import yaml
 
 from blend_core.errors import BlendError
 from blend_core.hookspecs import hookimpl
-from blend_core.io import atomic_write
+from blend_core.files import append_line, atomic_write, read_records
 
 HISTORY = "history.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -25,16 +27,33 @@ TENSORBOARD_DIR = "tensorboard"
 FIRST = ("role", "epoch", "train_loss", "val_loss", "lr", "seconds")
 
 
-def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_history_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a ``history.csv``; a torn last row (a run killed mid-write) is left out.
+
+    A file that is not such a table (no ``role`` and ``epoch`` columns, a row that
+    does not fit the header, an epoch that is not a number) is one line naming it.
+    """
     if not path.exists():
         return [], []
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
+    try:
+        reader = csv.DictReader(io.StringIO(read_records(path), newline=""))
+        header, rows = list(reader.fieldnames or []), list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BlendError(f"{path}: not a readable history.csv ({exc})") from None
+    if rows and not {"role", "epoch"} <= set(header):
+        raise BlendError(f"{path}: not a blend history.csv (no 'role' and 'epoch' columns)")
+    for n, row in enumerate(rows, 2):
+        try:
+            if None in row or None in row.values() or not math.isfinite(float(row["epoch"])):
+                raise ValueError
+        except ValueError:
+            raise BlendError(f"{path}: line {n} does not fit the header (a number of cells or an epoch "
+                             "that is not a number); not a history.csv blend wrote") from None
+    return header, rows
 
 
 def append_history(run_dir: Path, role: str, record: dict[str, Any]) -> None:
-    """Append one row to ``run_dir/history.csv``, flushed.
+    """Append one row to ``run_dir/history.csv`` (no link followed; a torn last row dropped first).
 
     The header is the union of the columns seen so far: it grows (the file is rewritten
     atomically, older rows left blank there) only when a role brings new loss terms.
@@ -43,7 +62,7 @@ def append_history(run_dir: Path, role: str, record: dict[str, Any]) -> None:
     """
     path = Path(run_dir) / HISTORY
     row = {"role": role, **record}
-    header, rows = _read(path)
+    header, rows = read_history_csv(path)
     kept = [r for r in rows if r["role"] != role or float(r["epoch"]) < float(record["epoch"])]
     new = [k for k in row if k not in header]
     if not header:
@@ -53,14 +72,14 @@ def append_history(run_dir: Path, role: str, record: dict[str, Any]) -> None:
     if new or len(kept) != len(rows):
         def write(tmp: Path) -> None:
             with tmp.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=header, restval="")
+                writer = csv.DictWriter(f, fieldnames=header, restval="", lineterminator="\n")
                 writer.writeheader()
                 writer.writerows(kept)
 
         atomic_write(path, write)
-    with path.open("a", newline="") as f:
-        csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
-        f.flush()
+    line = io.StringIO(newline="")
+    csv.DictWriter(line, fieldnames=header, restval="", lineterminator="\n").writerow(row)
+    append_line(path, line.getvalue())  # one write per row: a kill tears at most this row
 
 
 def tensorboard_available() -> bool:

@@ -3,6 +3,7 @@ truncated or empty checkpoint is one line naming the file, exit 2; the file is l
 
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -22,12 +23,23 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
+def _saved_config(raw):
+    """The config as ``blend run`` saves it (resolved), so that ``--resume`` accepts it as this run's."""
+    from blend_core.build import load_data, resolve_task
+    from blend_core.config import build_config, resolved_dict
+    from blend_core.plugins import load_plugins
+
+    registry = load_plugins(autoload=False).registry
+    config = build_config(copy.deepcopy(raw), registry)
+    return resolved_dict(resolve_task(config, registry, load_data(config, registry)[1]))
+
+
 def _run_dir(tmp_path, tiny_raw, *, config: bool = True):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     write_marker(run)
     if config:
-        (run / "config.yaml").write_text(yaml.safe_dump(tiny_raw))
+        (run / "config.yaml").write_text(yaml.safe_dump(_saved_config(tiny_raw)))
     return run
 
 
@@ -50,15 +62,22 @@ def test_malicious_checkpoint_runs_nothing_under_predict(tmp_path, tiny_raw, cli
     assert not (run / "predictions").exists()
 
 
+MISSING_CONFIG = ("config.yaml: missing, so this cannot be checked to be the run being resumed "
+                  "(a run saves its config before anything else); use a new --out")
+
+
+@pytest.mark.parametrize("config", [True, False])
 @pytest.mark.parametrize("name", ["teacher.pt", "teacher-last.pt"])
-def test_malicious_checkpoint_runs_nothing_under_resume(tmp_path, tiny_raw, tiny_config_file, cli, digest, name):
-    """Also when the run directory holds nothing but the checkpoint (no config.yaml)."""
+def test_malicious_checkpoint_runs_nothing_under_resume(tmp_path, tiny_raw, tiny_config_file, cli, digest, name,
+                                                        config):
+    """Also when the run directory holds nothing but the checkpoint (no config.yaml): refused before."""
     marker = tmp_path / "PWNED"
-    run = _run_dir(tmp_path, tiny_raw, config=False)
+    run = _run_dir(tmp_path, tiny_raw, config=config)
     ckpt = _evil(run / "checkpoints" / name, marker)
     before = digest(ckpt)
     code, _, err = cli("run", tiny_config_file, "--out", run, "--resume")
-    assert (code, err) == (2, f"error: {ckpt}: {REFUSED}\n")
+    expected = f"{ckpt}: {REFUSED}" if config else f"{run}/{MISSING_CONFIG}"
+    assert (code, err) == (2, f"error: {expected}\n")
     assert not marker.exists() and digest(ckpt) == before
 
 
@@ -76,7 +95,7 @@ def _truncated(path):
     ("list", lambda p: torch.save([1, 2, 3], p), "not a blend checkpoint (missing 'model')"),
 ])
 def test_bad_checkpoint_is_one_line_naming_the_file(tmp_path, tiny_raw, tiny_config_file, cli, digest, kind, make, message):
-    run = _run_dir(tmp_path, tiny_raw, config=False)
+    run = _run_dir(tmp_path, tiny_raw)
     ckpt = run / "checkpoints" / "teacher.pt"
     make(ckpt)
     before = digest(ckpt)
@@ -85,13 +104,12 @@ def test_bad_checkpoint_is_one_line_naming_the_file(tmp_path, tiny_raw, tiny_con
     assert digest(ckpt) == before
     student = run / "checkpoints" / "student.pt"
     make(student)
-    (run / "config.yaml").write_text(yaml.safe_dump(tiny_raw))
     code, _, err = cli("predict", run)
     assert (code, err) == (2, f"error: {student}: {message}\n")
 
 
 def test_a_checkpoint_of_another_model_is_one_line(tmp_path, tiny_raw, tiny_config_file, cli):
-    run = _run_dir(tmp_path, tiny_raw, config=False)
+    run = _run_dir(tmp_path, tiny_raw)
     ckpt = run / "checkpoints" / "teacher.pt"
     torch.save({"model": {"w": torch.ones(2)}}, ckpt)
     code, _, err = cli("run", tiny_config_file, "--out", run, "--resume")
