@@ -12,6 +12,7 @@ from typing import Sequence
 from blend_core.errors import BlendError
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3  #: a role's training diverged (non-finite validation loss)
 
 
 def _global_options(p: argparse.ArgumentParser) -> None:
@@ -330,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(plugins).parse_args(argv)
     args.plugins = plugins
     from blend_core import rundir
+    from blend_core.errors import TrainingDiverged
 
     try:
         if getattr(args, "handler", None) is not None:
@@ -343,6 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plugins":
             return cmd_plugins(args)
         return cmd_predict(args)
+    except TrainingDiverged as exc:  # a result: the run directory (log, history) is kept
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_DIVERGED
     except (BlendError, OSError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, BlendError) and exc.filename is None:
             raise  # not about a file the user named (e.g. a closed pipe): not bad input

@@ -24,3 +24,10 @@ class DataError(BlendError):
 
 class PluginError(BlendError):
     """A plugin is malformed (bad hook, duplicate component name)."""
+
+
+class TrainingDiverged(BlendError):
+    """A role's validation loss is not finite: a result (the settings do not train), not a success.
+
+    The CLI prints it as one line and exits 3, keeping the run directory (its log and
+    history show the divergence)."""

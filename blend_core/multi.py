@@ -35,7 +35,7 @@ from blend_core.errors import BlendError
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.task import Task
 from blend_core.training import (
-    EarlyStopping, FitResult, Objective, add_terms, autocast, epoch_records, format_record, make_generator,
+    EarlyStopping, FitResult, Objective, add_terms, autocast, check_finite, epoch_records, format_record, make_generator,
     make_optimizer, make_scheduler,
 )
 
@@ -224,6 +224,7 @@ def fit_many(
                 on_epoch(i, record)
             elif on_epoch is not None:
                 on_epoch[i](record)
+            check_finite(f"{role} (seed {seeds[i]})" if seeds is not None else f"{role}[{i}]", record, train)
             if stoppers[i].update(vals[i], epoch):
                 best_state[i] = stack.state(i)
             if stoppers[i].should_stop(epoch):

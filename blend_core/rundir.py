@@ -221,7 +221,8 @@ def _check(out_dir: Path, *, overwrite: bool, resume: bool) -> bool:
     check_not_protected(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BlendError(f"{out_dir}: output path exists and is not a directory")
-    if not (out_dir.exists() and any(out_dir.iterdir())):
+    # a lock or a temporary file alone (a writer about to put its marker there) is no content
+    if not (out_dir.exists() and any(p.name != LOCK and not is_blend_tmp(p.name) for p in out_dir.iterdir())):
         if resume:
             raise BlendError(f"{out_dir}: nothing to resume (no such run directory)")
         return False
@@ -246,7 +247,10 @@ def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
     (blend makes none); temporary files a killed run left there are removed.
     """
     out_dir = Path(out_dir)
-    _check(out_dir, overwrite=overwrite, resume=resume)  # refused before anything is created
+    try:
+        _check(out_dir, overwrite=overwrite, resume=resume)  # refused before anything is created
+    except FileNotFoundError:  # moved aside meanwhile by another writer: checked again under the lock
+        pass
     with preparing(out_dir):
         if _check(out_dir, overwrite=overwrite, resume=resume):
             if (out_dir / MARKER).is_symlink():
@@ -266,8 +270,8 @@ def prepare_out_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
         fresh = not out_dir.exists()
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            acquire_lock(out_dir)
             write_marker(out_dir)
+            acquire_lock(out_dir)
         except PermissionError as exc:
             raise BlendError(f"{out_dir}: cannot write the run directory ({exc.strerror})") from None
         if fresh:

@@ -59,7 +59,9 @@ class DataSource(Protocol):
     may also define ``write_predictions(predictions, out_dir) -> list[Path]`` for
     ``blend predict`` (default: one ``predictions.npz`` with every predicted array); one
     that also names a ``run_dir`` parameter is given the trained run's directory (for
-    provenance), wherever ``out_dir`` is.
+    provenance), wherever ``out_dir`` is. A source that reads files should define
+    ``input_files() -> list[Path]`` (called after ``load``): their sha256 go into the
+    run's ``provenance.json``, and ``--resume`` refuses to continue if one changed.
     """
 
     def load(self) -> Any:

@@ -181,6 +181,21 @@ def epoch_records(
     return records
 
 
+def check_finite(role: str, record: dict[str, float], train: TrainConfig) -> None:
+    """Stop a role whose validation loss is NaN or infinite: its weights are no longer a model.
+
+    Read from the epoch's record (already on the host): no extra device sync.
+    """
+    val = record["val_loss"]
+    if not math.isfinite(val):
+        from blend_core.errors import TrainingDiverged
+
+        raise TrainingDiverged(
+            f"{role}: validation loss is {val} at epoch {int(record['epoch'])}: training diverged; "
+            f"lower train.lr (now {train.lr:g}) and start again with a new --out"
+        )
+
+
 def format_record(role: str, record: dict[str, float]) -> str:
     """One log line for an epoch record."""
     cells = " ".join(f"{k}={v:.5g}" for k, v in record.items() if k != "epoch")
@@ -310,6 +325,10 @@ def fit(
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
+        if not math.isfinite(val):
+            log.info("%s", format_record(role, record))
+            bar.close()
+            check_finite(role, record, train)  # raises; the last checkpoint stays the one before
         if stopper.update(val, epoch):
             best_state = _state_copy(model)
         bar.update(epoch, loss=record["train_loss"], val=val, best=stopper.best_val)

@@ -132,6 +132,10 @@ class NWBSource:
         self.result = load_generic(path, cfg)
         return self.result.data
 
+    def input_files(self) -> list[Path]:
+        """The NWB files ``load`` read: their digests go into the run's provenance (``--resume`` checks them)."""
+        return [Path(f["path"]) for f in self.files.values()]
+
     def write_predictions(self, predictions: dict[str, Any], out_dir: Path, run_dir: Path | None = None) -> list[Path]:
         """A small derived NWB file of the predicted trials (see ``blend_nwb.predictions``) and predictions.npz;
         ``run_dir`` (the trained run) puts its config and checkpoint checksum in the file's provenance."""

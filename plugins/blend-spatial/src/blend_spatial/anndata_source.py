@@ -330,6 +330,14 @@ class AnnDataSource:
             self._data = assemble(sessions, self.config, self.config, name=self.config.path)
         return self._data
 
+    def input_files(self) -> list[Path]:
+        """The files ``load`` reads (each session's ``.h5ad`` and activity file): their digests go into
+        the run's provenance, and ``--resume`` refuses if one changed."""
+        files = session_files(self.config.path)
+        if self.config.activity_file:
+            files += [f.parent / self.config.activity_file.format(stem=f.stem) for f in files]
+        return files
+
     def write_predictions(self, predictions: dict[str, Any], out_dir: Path) -> list[Path]:
         """``blend predict``: the student's embeddings and labels into new ``.h5ad`` files in ``out_dir``."""
         from blend_spatial.output import write_h5ad
