@@ -52,7 +52,8 @@ def test_a_loss_that_turns_non_finite_stops_at_that_epoch(tmp_path, tiny_config_
 def test_models_trained_at_once_stop_naming_the_seed(tmp_path, tiny_config_file, cli):
     code, _, err = cli("run", tiny_config_file, "--out", tmp_path / "seeds", "--seeds", "2", "--at-once", *FAST,
                        "--set", "train.lr=1e30")
-    assert code == 3 and _diverged("teacher (seed 0)", 0, "1e+30").fullmatch(err), err
+    last = err.splitlines(keepends=True)[-1]  # after the note that --at-once on a CPU is rarely faster
+    assert code == 3 and _diverged("teacher (seed 0)", 0, "1e+30").fullmatch(last), err
     assert not list((tmp_path / "seeds").rglob("teacher.pt"))
 
 
