@@ -92,6 +92,21 @@ def provenance(config: Config, plugins: Any, data: Any = None) -> dict[str, Any]
         "git_commit": git_commit(),
         "plugins": [{"name": i.name, "version": i.version, "builtin": i.builtin} for i in plugins.infos],
         "components": components_used(config, plugins.registry, data),
+        "compute": compute_used(config),
+    }
+
+
+def compute_used(config: Config) -> dict[str, Any]:
+    """The device and the precision the run trains in (``train.precision: auto`` resolved here)."""
+    import torch
+
+    from blend_core.training import cpu_has_fast_bf16, resolve_device, resolve_precision
+
+    device = resolve_device(config.train.device)
+    return {
+        "device": device.type, "precision_asked": config.train.precision,
+        "precision": resolve_precision(device, config.train.precision),
+        "cpu_fast_bf16": cpu_has_fast_bf16(), "threads": torch.get_num_threads(),
     }
 
 

@@ -102,11 +102,13 @@ def test_bf16_autocast_on_cpu_runs_and_stays_close_to_fp32(setup):
     config, registry, task = setup
     torch.manual_seed(0)
     model = build_model(config, registry, task, privileged=False)
-    with autocast(CPU, "bf16"):
-        out = model(Inputs(x=task.heldin[:4]))
-    assert out.log_rates.dtype == torch.bfloat16
-    with autocast(CPU, "auto"):  # auto means fp32 on CPU
-        assert model(Inputs(x=task.heldin[:4])).log_rates.dtype == torch.float32
+    seen = []
+    model.backbone.layers[0].qkv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    for precision, matmul in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        with autocast(CPU, precision):
+            out = model(Inputs(x=task.heldin[:4]))
+        assert seen.pop() == matmul  # the projections run in the precision asked for
+        assert out.log_rates.dtype == torch.float32  # the readout, and so the loss, stay fp32
 
     results = {}
     for precision in ("fp32", "bf16"):

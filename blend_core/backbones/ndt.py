@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import blend_core.validators as v
+from blend_core.backbones.attention import self_attention
+from blend_core.dropout import Dropout
 from blend_core.model import ModelDims, ModelOutput
 
 
@@ -21,7 +22,7 @@ class NDTConfig:
     ffn_dim: int = attrs.field(default=128, validator=v.POSITIVE_INT)
     dropout: float = attrs.field(default=0.3, validator=v.PROBABILITY)
     dropout_embedding: float = attrs.field(default=0.2, validator=v.PROBABILITY)
-    #: dropout on attention weights (None: ``dropout``); 0 lets the CPU use its fused attention kernel (~2x faster attention)
+    #: dropout on attention weights (None: ``dropout``); 0 lets the CPU use its fused attention kernel
     dropout_attention: float | None = attrs.field(default=None, validator=attrs.validators.optional(v.PROBABILITY))
     #: bins a step may attend ahead (None: unlimited)
     context_forward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
@@ -34,54 +35,50 @@ class NDTConfig:
 
 
 class TransformerLayer(nn.Module):
-    """Pre-norm self-attention + feed-forward, with fused attention."""
+    """Pre-norm self-attention + feed-forward; attention within an optional local window.
+
+    ``context_forward`` / ``context_backward``: bins a step may attend ahead / behind
+    (None: unlimited); with both set, attention is banded (see ``backbones.attention``).
+    """
 
     def __init__(
         self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, attn_dropout: float | None = None,
+        context_forward: int | None = None, context_backward: int | None = None,
     ) -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"backbone.d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.norm1 = nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)  # output laid out (q|k|v, head, head_dim)
         self.proj = nn.Linear(d_model, d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(
-            nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
+            nn.Linear(d_model, ffn_dim), nn.GELU(), Dropout(dropout), nn.Linear(ffn_dim, d_model)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.attn_dropout = dropout if attn_dropout is None else attn_dropout
+        self.context_forward, self.context_backward = context_forward, context_backward
 
-    def attend(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Multi-head self-attention over dim -2 of ``x`` (any leading batch dims)."""
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention over dim -2 of ``x`` (any leading batch dims).
+
+        q, k and v are strided views of the one projection (no copy); the attention
+        kernels read them as they are.
+        """
         *lead, length, width = x.shape
-        qkv = self.qkv(x).reshape(*lead, length, 3, self.num_heads, width // self.num_heads)
+        heads = self.num_heads
+        qkv = self.qkv(x).reshape(*lead, length, 3, heads, width // heads)
         q, k, v = qkv.movedim(-3, 0).transpose(-3, -2).unbind(0)  # (..., heads, length, head_dim)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        out = self_attention(
+            q, k, v, forward=self.context_forward, backward=self.context_backward,
+            dropout_p=self.attn_dropout if self.training else 0.0,
         )
         return self.proj(out.transpose(-3, -2).reshape(*lead, length, width))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.attend(self.norm1(x), mask))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attend(self.norm1(x)))
         return x + self.dropout(self.ffn(self.norm2(x)))
-
-
-def local_context_mask(
-    length: int, forward: int | None, backward: int | None, device: torch.device
-) -> torch.Tensor | None:
-    """Boolean mask (True = may attend) limiting attention to a window around each bin."""
-    if forward is None and backward is None:
-        return None
-    idx = torch.arange(length, device=device)
-    offset = idx[None, :] - idx[:, None]  # key - query
-    allowed = torch.ones(length, length, dtype=torch.bool, device=device)
-    if forward is not None:
-        allowed &= offset <= forward
-    if backward is not None:
-        allowed &= offset >= -backward
-    return allowed
 
 
 class NDT(nn.Module):
@@ -93,9 +90,10 @@ class NDT(nn.Module):
         self.context = nn.Linear(dims.context_dim, d) if dims.context_dim else None
         self.positions = nn.Parameter(torch.zeros(1, dims.seq_len, d))
         nn.init.normal_(self.positions, std=0.02)
-        self.embed_dropout = nn.Dropout(config.dropout_embedding)
+        self.embed_dropout = Dropout(config.dropout_embedding)
         self.layers = nn.ModuleList(
-            TransformerLayer(d, config.num_heads, config.ffn_dim, config.dropout, config.dropout_attention)
+            TransformerLayer(d, config.num_heads, config.ffn_dim, config.dropout, config.dropout_attention,
+                             config.context_forward, config.context_backward)
             for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(d)
@@ -107,14 +105,13 @@ class NDT(nn.Module):
         if self.context is not None and context is not None:
             h = h + self.context(context.to(h.dtype))
         h = self.embed_dropout(h)
-        mask = local_context_mask(
-            x.shape[1], self.config.context_forward, self.config.context_backward, x.device
-        )
         features = []
         for layer in self.layers:
-            h = layer(h, mask)
+            h = layer(h)
             features.append(h)
-        return ModelOutput(log_rates=self.readout(self.norm(h)), features=tuple(features))
+        with torch.autocast(h.device.type, enabled=False):  # log-rates (and so the loss) in fp32 under bf16
+            log_rates = self.readout(self.norm(h.float()))
+        return ModelOutput(log_rates=log_rates, features=tuple(features))
 
 
 def build_ndt(config: NDTConfig, dims: ModelDims) -> NDT:

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blend_core.backbones.ndt import local_context_mask
+from blend_core.backbones.attention import self_attention
+from blend_core.dropout import Dropout
 import blend_core.validators as v
 from blend_core.model import ModelDims, ModelOutput
 
@@ -59,7 +60,7 @@ class STNDTConfig:
 
 
 def _ffn(width: int, hidden: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, width))
 
 
 def _head_dim(width: int, heads: int) -> int:
@@ -94,13 +95,15 @@ class STLayer(nn.Module):
         self.mix_norm = nn.LayerNorm(width)
         self.norm3 = nn.LayerNorm(width)
         self.spatial_ffn = _ffn(width, config.ffn_dim, config.dropout)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.attn_dropout = config.dropout
+        self.context_forward, self.context_backward = config.context_forward, config.context_backward
 
-    def temporal(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def temporal(self, h: torch.Tensor) -> torch.Tensor:
         q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv(h).chunk(3, dim=-1))
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        out = self_attention(
+            q, k, v, forward=self.context_forward, backward=self.context_backward,
+            dropout_p=self.attn_dropout if self.training else 0.0,
         )
         return self.proj(out.transpose(1, 2).flatten(2))
 
@@ -115,8 +118,8 @@ class STLayer(nn.Module):
         mixed = F.scaled_dot_product_attention(q, k, v).mean(dim=1)  # (B, N, T)
         return mixed.transpose(1, 2)
 
-    def forward(self, h: torch.Tensor, spatial: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        h = h + self.dropout(self.temporal(self.norm1(h), mask))
+    def forward(self, h: torch.Tensor, spatial: torch.Tensor) -> torch.Tensor:
+        h = h + self.dropout(self.temporal(self.norm1(h)))
         h = h + self.dropout(self.ffn(self.norm2(h)))
         z = h + self.dropout(self.spatial_mix(self.spatial_norm(spatial), self.mix_norm(h)))
         return z + self.dropout(self.spatial_ffn(self.norm3(z)))
@@ -135,10 +138,10 @@ class STNDT(nn.Module):
         self.neuron_embedding = nn.Parameter(torch.zeros(1, width, dims.seq_len))
         nn.init.normal_(self.positions, std=0.02)
         nn.init.normal_(self.neuron_embedding, std=0.02)
-        self.embed_dropout = nn.Dropout(config.dropout_embedding)
+        self.embed_dropout = Dropout(config.dropout_embedding)
         self.layers = nn.ModuleList(STLayer(width, dims.seq_len, config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(width)
-        self.rate_dropout = nn.Dropout(config.dropout_rates)
+        self.rate_dropout = Dropout(config.dropout_rates)
         self.readout = nn.Linear(width, dims.output_dim)
         self.feature_dims = (width,) * config.num_layers
 
@@ -152,12 +155,9 @@ class STNDT(nn.Module):
             h = h + self.context(context.to(h.dtype))
         h = self.embed_dropout(h)
         spatial = self.embed_dropout(self.spatial_embed(x.transpose(1, 2)) + self.neuron_embedding)
-        mask = local_context_mask(
-            x.shape[1], self.config.context_forward, self.config.context_backward, x.device
-        )
         features = []
         for layer in self.layers:
-            h = layer(h, spatial, mask)
+            h = layer(h, spatial)
             spatial = h.transpose(1, 2)
             features.append(h)
         log_rates = self.readout(self.rate_dropout(self.norm(h)))
