@@ -36,7 +36,7 @@ from blend_core.config import Config, build_config  # noqa: E402
 from blend_core.model import BlendModel  # noqa: E402
 from blend_core.plugins import load_plugins  # noqa: E402
 from blend_core.build import build_distiller, build_model, build_task  # noqa: E402
-from blend_core.training import Objective, fit, resolve_device  # noqa: E402
+from blend_core.training import Objective, cpu_has_fast_bf16, fit, resolve_device, resolve_precision  # noqa: E402
 
 FULL_BUDGET_EPOCHS = 50_501  #: the BLEND/NDT MC_Maze configs' epoch budget
 LOSSES = ("hard", "soft", "poisson_kl", "feature", "correlation")
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=6, help="epochs per model (the first --warmup are not timed)")
     p.add_argument("--warmup", type=int, default=1, help="epochs left out of the median (compilation, caches)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="train.precision (auto: bf16 autocast on CUDA, fp32 on CPU)")
+                   help="train.precision (auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32)")
     p.add_argument("--compile", action="store_true", help="train.compile: torch.compile each model")
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated subset of {', '.join(MODELS)}")
@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                "dropout_attention")},
             "batch_size": bs, "train_trials": n_train, "steps_per_epoch": steps, "epochs": args.epochs,
             "warmup_epochs": args.warmup, "eval_every": args.eval_every, "precision": args.precision,
+            "precision_used": resolve_precision(device, args.precision), "cpu_fast_bf16": cpu_has_fast_bf16(),
             "compile": args.compile, "many": args.many, "threads": torch.get_num_threads(),
             "full_budget_epochs": FULL_BUDGET_EPOCHS,
         },
@@ -310,6 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print()
     print(f"{report['device_name']} · torch {torch.__version__} · precision {args.precision}"
+          f" ({report['settings']['precision_used']})"
           f"{' · compile' if args.compile else ''} · {n_train} train trials, batch {bs}, {steps} steps/epoch")
     print(format_table(rows))
     for name, hours in projected.items():
