@@ -34,6 +34,9 @@ class RunResult:
     models: dict[str, BlendModel]
     metrics: dict[str, dict[str, Any]]
     predictions: dict[str, dict[str, np.ndarray]]
+    #: each role's and reference row's scores on the validation split carved from training
+    #: (``blend_core.selection``): ``metrics.json["val"]``, the only scores selection reads
+    val_metrics: dict[str, dict[str, Any]] = attrs.Factory(dict)
 
 
 def load_data(config: Config, registry: Registry) -> tuple[Any, Any]:

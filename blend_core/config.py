@@ -43,6 +43,10 @@ class TrainConfig:
     min_epochs: int = attrs.field(default=0, validator=v.NON_NEGATIVE)  #: early stopping cannot fire before this many epochs
     grad_clip: float = attrs.field(default=200.0, validator=v.non_negative_finite())  #: 0: no clipping
     patience: int = attrs.field(default=50, validator=v.NON_NEGATIVE)
+    #: what early stopping and the kept checkpoint watch on the validation split carved from training:
+    #: ``loss`` (the task loss) or ``score`` (the task's validation score: co-bps for neural data,
+    #: leave-one-training-animal-out accuracy for neuron identity; docs/experiments.md)
+    monitor: Literal["loss", "score"] = "loss"
     eval_every: int = attrs.field(default=1, validator=v.POSITIVE_INT)
     checkpoint_every: int = attrs.field(default=50, validator=v.POSITIVE_INT)
     seed: int = attrs.field(default=0, validator=v.in_range(0, 2**63, high_open=True, high_text='2**63'))

@@ -22,6 +22,7 @@ from blend_core.config import Config
 from blend_core.errors import BlendError, ConfigError
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.registry import Registry
+from blend_core.selection import monitor_score
 from blend_core.task import Task
 
 #: trials in the dry-run batch
@@ -157,6 +158,7 @@ def check_run(config: Config, registry: Registry, task: Task, device: torch.devi
     Leaves torch's global random state as it found it, so that training is unchanged.
     """
     check_losses_meaningful(config, task)
+    monitor_score(task, config.train)  # train.monitor: score needs a task that scores its validation split
     state = torch.random.get_rng_state()
     cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:

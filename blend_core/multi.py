@@ -142,6 +142,7 @@ def fit_many(
     objectives: Sequence[Objective],
     seeds: Sequence[int] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | Sequence[Callable[[dict[str, float]], None]] | None = None,
+    score: Callable[[BlendModel], float] | None = None,
 ) -> list[FitResult]:
     """Train ``models`` at once as :func:`blend_core.training.fit` trains one; one FitResult each.
 
@@ -152,6 +153,7 @@ def fit_many(
     distillers and alphas may differ, teachers are frozen). ``seeds``: per-model data
     order and masks (see the module docstring); by default all models share
     ``train.seed``'s. The final (last-epoch) weights are written back into ``models``.
+    ``score``: as in ``fit`` (``train.monitor: score``), each model scored on its own.
     """
     k = len(models)
     if k == 0 or len(objectives) != k:
@@ -213,7 +215,11 @@ def fit_many(
             continue
         val_loss = _validation(stack, objectives, data, train, device, seed_list)
         records = epoch_records(epoch, val_loss, sums, steps, opt.param_groups[0]["lr"], started)
-        vals = [r["val_loss"] for r in records]
+        if score is not None:  # each model's current weights, scored by the task
+            stack.write_back(models)
+            for model, record in zip(models, records):
+                record["val_score"] = float(score(model))
+        vals = [-r["val_score"] if score is not None else r["val_loss"] for r in records]
         for i in range(k):
             if stopped[i]:
                 continue

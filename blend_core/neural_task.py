@@ -136,43 +136,78 @@ class NeuralTask:
     def references(self) -> dict[str, dict[str, float]]:
         """``smoothing`` (NLB's spike-smoothing + Poisson GLM baseline) and ``oracle`` (true rates,
         when known), scored like the models: rows that say whether a model is any good."""
-        return {row: dict(values) for row, values in _reference_rows(self.data).items()}
+        return {row: dict(values) for row, values in _reference_rows(self.data)["test"].items()}
+
+    # ------------------------------------------------------------ validation (blend_core.selection)
+
+    def evaluate_val(self, model: BlendModel, predictions: dict[str, Any] | None = None) -> dict[str, float]:
+        """The NLB metrics on the ``val`` trials (the decoder of vel R2 fit on ``train`` trials only)."""
+        rates = (predictions or self.predict(model))["rates"]
+        return score_rates(self.data, rates, "val")
+
+    def val_references(self) -> dict[str, dict[str, float]]:
+        """The reference rows on the ``val`` trials. Smoothing's kernel and penalty are chosen on
+        these trials, so its row is, if anything, optimistic: a strict bar."""
+        return {row: dict(values) for row, values in _reference_rows(self.data)["val"].items()}
+
+    @torch.no_grad()
+    def val_score(self, model: BlendModel) -> float:
+        """co-bps of the held-out neurons on the ``val`` trials: what ``train.monitor: score`` watches."""
+        was_training = model.training
+        model.eval()
+        idx = self.split_index["val"]
+        rates = torch.cat([model(self.inputs(b, None)).log_rates.float().exp()
+                           for b in idx.split(self.config.eval_batch_size)])
+        model.train(was_training)
+        T, n_in = self.window, self.n_in
+        target = self.data.heldout[self.data.indices("val"), :T]
+        return metrics.bits_per_spike(rates[:, :T, n_in:].cpu().numpy(), target)
 
 
 @functools.lru_cache(maxsize=1)
-def _reference_rows(data: NeuralData) -> dict[str, dict[str, float]]:
-    """Cached per data object (identity): ``--seeds K`` shares one loaded dataset, so the GLMs fit once."""
+def _reference_rows(data: NeuralData) -> dict[str, dict[str, dict[str, float]]]:
+    """Per split (``test``, ``val``), the reference rows. Cached per data object (identity):
+    ``--seeds K`` shares one loaded dataset, so the GLMs fit once."""
     from blend_core.references import smoothing_rates
 
-    rows = {"smoothing": score_rates(data, smoothing_rates(data)[0])}
-    if data.true_rates is not None:
-        rows["oracle"] = score_rates(data, data.true_rates)
+    smooth = smoothing_rates(data)[0]
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    for split in ("test", "val"):
+        rows[split] = {"smoothing": score_rates(data, smooth, split)}
+        if data.true_rates is not None:
+            rows[split]["oracle"] = score_rates(data, data.true_rates, split)
     return rows
 
 
-def score_rates(data: NeuralData, rates: np.ndarray) -> dict[str, float]:
-    """NLB metrics of predicted rates (all trials, all bins, held-in then held-out neurons) on test trials."""
-    test, fit = data.split == "test", data.split != "test"
+def score_rates(data: NeuralData, rates: np.ndarray, split: str = "test") -> dict[str, float]:
+    """NLB metrics of predicted rates (all trials, all bins, held-in then held-out neurons) on ``split``'s trials.
+
+    On ``test``, the vel R2 decoder is fit on the train and val trials (as NLB fits it); on ``val``, on
+    the train trials only, so that validation scores never touch the scored trials.
+    """
+    scored = data.split == split
+    fit = data.split != "test" if split == "test" else data.split == "train"
     T, n_in = data.window_bins, data.n_heldin
     spikes = np.concatenate([data.heldin, data.heldout], axis=2)
     out: dict[str, float] = {}
-    if _observed(spikes[test, :T, n_in:]):  # metrics whose targets are all unobserved (NLB test phase) are skipped
-        out["co-bps"] = metrics.bits_per_spike(rates[test, :T, n_in:], spikes[test, :T, n_in:])
-    if data.decode_behavior is not None and _observed(data.decode_behavior[test]):
+    if _observed(spikes[scored, :T, n_in:]):  # metrics whose targets are all unobserved (NLB test phase) are skipped
+        out["co-bps"] = metrics.bits_per_spike(rates[scored, :T, n_in:], spikes[scored, :T, n_in:])
+    if data.decode_behavior is not None and _observed(data.decode_behavior[scored]):
         masks = {}
         if data.decode_groups is not None:  # one decoder per group (NLB Area2: active / passive)
-            groups = np.unique(data.decode_groups[data.decode_groups >= 0])
+            groups = np.unique(data.decode_groups[scored & (data.decode_groups >= 0)])
             both = data.decode_groups[:, None] == groups[None, :]
-            masks = {"train_decode_mask": both[fit], "eval_decode_mask": both[test]}
+            masks = {"train_decode_mask": both[fit], "eval_decode_mask": both[scored]}
         out["vel R2"] = metrics.velocity_r2(
-            rates[fit, :T], data.decode_behavior[fit], rates[test, :T], data.decode_behavior[test], **masks
+            rates[fit, :T], data.decode_behavior[fit], rates[scored, :T], data.decode_behavior[scored], **masks
         )
-    if data.psth is not None and data.conditions is not None:
-        cond = data.conditions[test]
+    if (data.psth is not None and data.conditions is not None
+            and np.isin(data.conditions[scored], np.arange(len(data.psth))).any()):
+        cond = data.conditions[scored]
         cond_idx = [np.flatnonzero(cond == c) for c in range(data.psth.shape[0])]
-        out["psth R2"] = metrics.psth_r2(rates[test, :T], cond_idx, data.psth)
-    if data.fp_bins and _observed(spikes[test, T:]):
-        out["fp-bps"] = metrics.bits_per_spike(rates[test, T:], spikes[test, T:])
+        out["psth R2"] = metrics.psth_r2(rates[scored, :T], cond_idx, data.psth)
+    if data.fp_bins and _observed(spikes[scored, T:]):
+        out["fp-bps"] = metrics.bits_per_spike(rates[scored, T:], spikes[scored, T:])
     return out
 
 

@@ -466,8 +466,11 @@ def draw_sweep_key(rows: list[dict[str, Any]], key: str, metric: str) -> Callabl
 
 def report_run(page: Page, run_dir: Path, prefix: str = "") -> None:
     """The figures of one run directory."""
+    from blend_core.selection import scored_rows, val_rows
+
     path = run_dir / "metrics.json"
-    metrics = {k: v for k, v in read_json(path).items() if k != "val"}
+    saved = read_json(path)
+    metrics, val = scored_rows(saved), val_rows(saved)
     if not all(isinstance(v, dict) for v in metrics.values()):
         raise BlendError(f"{path}: not blend's metrics (expected an object of role -> metrics)")
     roles, names = _scalar_metrics(metrics)
@@ -477,6 +480,13 @@ def report_run(page: Page, run_dir: Path, prefix: str = "") -> None:
                caption="scored split; reference rows are yardsticks, not models (smoothing: NLB's spike smoothing "
                        "+ GLM; oracle: the true rates). The teacher is given behavior as input: its vel R2 is not "
                        "comparable with the others'")
+    if val:
+        roles, names = _scalar_metrics(val)
+        page.table(f"{prefix}validation", ["", *names],
+                   [[f"{r} (reference)" if _is_reference(r) else r, *(val[r].get(n, "") for n in names)]
+                    for r in roles],
+                   caption="the same rows on the validation split carved from training: the only scores "
+                           "a sweep or --auto selects on")
     page.figure(f"{prefix}learning_curves", f"{prefix}learning curves", draw_learning_curves(read_history(run_dir)))
     page.figure(f"{prefix}metrics", f"{prefix}metrics per role", draw_metrics(metrics, None, 1))
     if any(k.startswith("confusion (") for k in metrics.get("student", {})):
@@ -509,21 +519,24 @@ def report_seeds(page: Page, run_dir: Path) -> None:
 
 
 def report_sweep(page: Page, sweep_dir: Path) -> None:
-    from blend_core.sweep import load_rows
+    from blend_core.sweep import load_rows, selection_column
 
     rows = load_rows(sweep_dir)
     section = (yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) or {}).get("sweep", {})
     metric = section.get("metric", "student/co-bps")
     keys = list(section.get("params", {}))
-    page.table("trials", ["trial", "status", *keys, metric],
-               [[r.get("trial"), r.get("status"), *(r.get(k, "") for k in keys), r.get(metric, "")] for r in rows],
-               caption=f"every column of every trial is in {sweep_dir / 'results.csv'}")
+    chosen = selection_column(metric)  # what picked best.yaml: the validation split's score
+    page.table("trials", ["trial", "status", *keys, chosen, metric],
+               [[r.get("trial"), r.get("status"), *(r.get(k, "") for k in keys), r.get(chosen, ""), r.get(metric, "")]
+                for r in rows],
+               caption=f"{chosen} (the validation split carved from training) picks the best trial; {metric} is "
+                       f"the scored split's. Every column of every trial is in {sweep_dir / 'results.csv'}")
     for i, key in enumerate(keys):
         page.figure(f"sweep_{i}", f"{metric} against {key}", draw_sweep_key(rows, key, metric))
-    done = [r for r in rows if r.get("status") == "finished" and isinstance(r.get(metric), float)]
+    done = [r for r in rows if r.get("status") == "finished" and isinstance(r.get(chosen), float)]
     if done:
         mode = section.get("mode", "max")
-        best = (max if mode == "max" else min)(done, key=lambda r: r[metric])
+        best = (max if mode == "max" else min)(done, key=lambda r: r[chosen])
         report_run(page, sweep_dir / str(best["dir"]), prefix=f"best trial ({best['trial']}): ")
 
 

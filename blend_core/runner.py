@@ -24,6 +24,7 @@ from blend_core.plugins import Plugins
 from blend_core.registry import Registry
 from blend_core.stats import format_summary, format_table, summarize  # format_*: the CLI's tables
 from blend_core.rundir import check_resumable, prepare_out_dir, release_lock
+from blend_core.selection import VAL_KEY, monitor_score, validation_rows
 from blend_core.task import Task
 from blend_core.training import FitResult, fit, resolve_device
 
@@ -100,6 +101,7 @@ def train_role(
         result = fit(
             model, task, config.train, device, role=role, objective=objective,
             checkpoint=out_dir / "checkpoints" / f"{role}-last.pt", on_epoch=epoch_hook(plugins, out_dir, role),
+            score=monitor_score(task, config.train),
         )
         _save_final(model, out_dir, role, result)
     model.eval()
@@ -140,17 +142,19 @@ def finish_run(
     models: dict[str, BlendModel],
 ) -> RunResult:
     """Score and predict with every role, add the task's reference rows, let plugins add outputs,
-    write ``metrics.json``."""
+    write ``metrics.json``: the scored split's rows, and under ``"val"`` the same rows scored on the
+    validation split carved from training (``blend_core.selection``; what selection may read)."""
     order = sorted(models, key=lambda r: ("baseline", "teacher", "student").index(r) if r in ROLES else 3)
     predictions = {role: task.predict(models[role]) for role in order}
     metrics = {role: task.evaluate(models[role], predictions[role]) for role in order}
     metrics.update(reference_rows(task))
+    val = validation_rows(task, {role: models[role] for role in order}, predictions)
     result = RunResult(
         config=config, out_dir=out_dir, source=source, data=data, task=task, models=models,
-        metrics=metrics, predictions=predictions,
+        metrics=metrics, predictions=predictions, val_metrics=val,
     )
     plugins.manager.hook.blend_run_finished(run=result)
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", {**result.metrics, **({VAL_KEY: result.val_metrics} if result.val_metrics else {})})
     release_lock(out_dir)
     return result
 
@@ -211,7 +215,8 @@ def _train_at_once(
         try:
             results = fit_many(models, task, configs[0].train, device, role=role,
                                objectives=[o for _, o in built], seeds=[c.train.seed for c in configs],
-                               on_epoch=None if plugins is None else [epoch_hook(plugins, d, role) for d in out_dirs])
+                               on_epoch=None if plugins is None else [epoch_hook(plugins, d, role) for d in out_dirs],
+                               score=monitor_score(task, configs[0].train))
         except RuntimeError as exc:  # e.g. no vmap batching rule for nn.GRU
             if "Batching rule" not in str(exc):
                 raise

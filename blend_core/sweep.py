@@ -306,7 +306,8 @@ class TuneReporter:
         if role == self.role:
             from ray import tune
 
-            tune.report({"val_loss": float(record["val_loss"]), "epoch": int(record["epoch"])})
+            scores = {"val_score": float(record["val_score"])} if "val_score" in record else {}
+            tune.report({"val_loss": float(record["val_loss"]), **scores, "epoch": int(record["epoch"])})
 
 
 def _copy_shared(shared_dir: Path, trial_dir: Path, role: str) -> None:
@@ -374,11 +375,14 @@ def _check_same_sweep(sweep_dir: Path, raw: dict[str, Any]) -> None:
 
 def plan(sweep: Sweep, registry: Any) -> list[dict[str, Any]]:
     """Every trial: its id, its overrides, and the shared role trainings it uses."""
+    from blend_core.config import build_config
+
     trials = []
     for i, params in enumerate(trial_params(sweep)):
         raw = apply_params(sweep.base, params)
         shared = {role: share_key(raw, registry, role) for role in INDEPENDENT_OF}
-        trials.append({"id": f"trial-{i:03d}", "params": params, "shared": shared})
+        monitor = build_config(raw, registry).train.monitor
+        trials.append({"id": f"trial-{i:03d}", "params": params, "shared": shared, "monitor": monitor})
     return trials
 
 
@@ -477,7 +481,10 @@ def _tune(sweep: Sweep, trials: list[dict[str, Any]], context: dict[str, Any], s
                         for t in trials)
             # max_t above the last report: ASHA stops a trial that reaches max_t, which would cut
             # it off after the student's last epoch, before the baseline and the scores
-            scheduler = ASHAScheduler(metric="val_loss", mode="min", time_attr="training_iteration",
+            # the student's validation score when every trial early-stops on it (train.monitor: score)
+            on_score = all(t["monitor"] == "score" for t in trials)
+            scheduler = ASHAScheduler(metric="val_score" if on_score else "val_loss", mode="max" if on_score else "min",
+                                      time_attr="training_iteration",
                                       grace_period=sweep.config.grace_period, max_t=max_t + 1,
                                       reduction_factor=sweep.config.reduction_factor)
         tuner = tune.Tuner(
@@ -531,13 +538,31 @@ def collect(sweep: Sweep, trials: list[dict[str, Any]], sweep_dir: Path,
         row["seconds"] = json.loads(info.read_text())["seconds"] if info.exists() else float("nan")
         row["last val_loss"] = state.get("val_loss") if state.get("val_loss") is not None else float("nan")
         if metrics_path.exists():
-            for role, values in json.loads(metrics_path.read_text()).items():
-                for name, value in values.items():
-                    if _numeric(value):
-                        row[f"{role}/{name}"] = float(value)
+            row.update(metric_columns(json.loads(metrics_path.read_text())))
         row["dir"] = str(Path("trials") / trial["id"])
         rows.append(row)
     return rows
+
+
+def metric_columns(metrics: dict[str, Any]) -> dict[str, float]:
+    """``ROLE/METRIC`` for every numeric score of the scored split, then ``val/ROLE/METRIC`` for the
+    validation split's (``blend_core.selection``): the columns selection reads."""
+    from blend_core.selection import VAL_KEY, scored_rows, val_rows
+
+    out: dict[str, float] = {}
+    for prefix, rows in (("", scored_rows(metrics)), (f"{VAL_KEY}/", val_rows(metrics))):
+        for role, values in rows.items():
+            for name, value in values.items():
+                if _numeric(value):
+                    out[f"{prefix}{role}/{name}"] = float(value)
+    return out
+
+
+def selection_column(metric: str) -> str:
+    """The results column that ranks trials for ``metric`` (ROLE/METRIC): its validation score, never the scored split's."""
+    from blend_core.selection import VAL_KEY
+
+    return f"{VAL_KEY}/{metric}"
 
 
 def write_results(rows: list[dict[str, Any]], sweep_dir: Path, name: str = "results") -> list[Path]:
@@ -612,27 +637,33 @@ def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
 
 
 def write_best(sweep: Sweep, rows: list[dict[str, Any]], sweep_dir: Path) -> Path | None:
-    """``best.yaml``: the config as given, with the best trial's values, runnable with ``blend run``."""
+    """``best.yaml``: the config as given, with the best trial's values, runnable with ``blend run``.
+
+    Trials are ranked on ``sweep.metric``'s validation column (``val/ROLE/METRIC``): the scores of
+    the validation split carved from training, never the scored split's.
+    """
     from blend_core.io import write_text
 
     cfg = sweep.config
+    column = selection_column(cfg.metric)
     keys = [p.key for p in sweep.params]
     over_seeds = SEED_KEY in keys
     if over_seeds:  # the best configuration by its mean over seeds; the seed stays the base config's
         keys.remove(SEED_KEY)
         groups = [g for g in seed_summary(rows, sweep) if g["finished"] == g["seeds"]]
-        best = best_row(groups, f"{cfg.metric} mean", cfg.mode)
+        best = best_row(groups, f"{column} mean", cfg.mode)
     else:
-        best = best_row(rows, cfg.metric, cfg.mode)
+        best = best_row(rows, column, cfg.mode)
     if best is None:
         if any(r["status"] == "finished" for r in rows):
-            raise BlendError(f"sweep.metric: {cfg.metric!r} is not a column of {sweep_dir / 'results.csv'}; "
-                             "expected ROLE/METRIC as in its header")
+            raise BlendError(f"sweep.metric: {cfg.metric!r} has no validation column {column!r} in "
+                             f"{sweep_dir / 'results.csv'}; expected ROLE/METRIC of a score the task also "
+                             "computes on its validation split, as in the header's val/... columns")
         return None
     params = {k: best[k] for k in keys}
     raw = set_key(apply_params(sweep.base, params), "output.dir", str(sweep_dir / "best"))
-    score = (f"{cfg.metric} = {best[f'{cfg.metric} mean']:.6g} ± {best[f'{cfg.metric} sd']:.3g} (mean ± s.d. over "
-             f"{best['seeds']} seeds, {cfg.mode})" if over_seeds else f"{cfg.metric} = {best[cfg.metric]:.6g} ({cfg.mode})")
+    score = (f"{column} = {best[f'{column} mean']:.6g} ± {best[f'{column} sd']:.3g} (mean ± s.d. over "
+             f"{best['seeds']} seeds, {cfg.mode})" if over_seeds else f"{column} = {best[column]:.6g} ({cfg.mode})")
     header = (f"# best {'configuration' if over_seeds else 'trial'} of the sweep in {sweep_dir}: {best['trial']}, "
               f"{score}\n"
               + "".join(f"# {k}: {json.dumps(v)}\n" for k, v in params.items()))
@@ -642,7 +673,7 @@ def write_best(sweep: Sweep, rows: list[dict[str, Any]], sweep_dir: Path) -> Pat
 def format_results(rows: list[dict[str, Any]], sweep: Sweep) -> str:
     """The trial table printed at the end: id, status, swept values, the sweep's metric."""
     keys = [p.key for p in sweep.params]
-    columns = ["trial", *keys, sweep.config.metric, "status"]
+    columns = ["trial", *keys, selection_column(sweep.config.metric), sweep.config.metric, "status"]
     cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]

@@ -281,8 +281,13 @@ def fit(
     objective: Objective,
     checkpoint: Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    score: Callable[[BlendModel], float] | None = None,
 ) -> FitResult:
     """Train with AdamW, warm-up + cosine, clipping and early stopping on validation loss.
+
+    ``score`` (``train.monitor: score``): a validation score, higher is better, computed on each
+    validation epoch (``record["val_score"]``); early stopping and the kept weights then follow
+    it instead of the loss, and ``FitResult.best_val`` is minus the best score.
 
     Resumes from ``checkpoint`` when it exists; saves it every ``checkpoint_every`` epochs.
     Losses stay on the device; the host reads them once per validation. ``on_epoch``
@@ -347,7 +352,9 @@ def fit(
             continue
         val_loss = validation_loss(model, task, train, device)
         (record,) = epoch_records(epoch, val_loss, sums, steps, opt.param_groups[0]["lr"], started)
-        val = record["val_loss"]
+        if score is not None:
+            record["val_score"] = float(score(model))
+        val = -record["val_score"] if score is not None else record["val_loss"]
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
@@ -366,7 +373,8 @@ def fit(
             break
     bar.close()
     save(epoch)
-    log.info("%s: best val loss %.5f at epoch %d", role, stopper.best_val, stopper.best_epoch)
+    log.info("%s: best val %s %.5f at epoch %d", role, "score" if score is not None else "loss",
+             -stopper.best_val if score is not None else stopper.best_val, stopper.best_epoch)
     return FitResult(
         best_state=best_state, best_val=stopper.best_val, best_epoch=stopper.best_epoch,
         epochs_run=epoch + 1, history=history,

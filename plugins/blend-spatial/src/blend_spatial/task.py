@@ -288,6 +288,84 @@ class NeuronIdentityTask:
             details[f"classes ({lab.name})"] = list(lab.classes)
         return metrics, details
 
+    # ------------------------------------------------------------ validation (blend_core.selection)
+
+    def _val_folds(self) -> np.ndarray:
+        """Per neuron, its validation fold (-1: not a validation neuron).
+
+        Validation neurons are the labelled neurons of the ``train`` label split; each training
+        animal is one fold (leave-one-training-animal-out), so the held-out animal is never used.
+        With one training animal, each of its sessions is a fold; with one session, 5 interleaved
+        folds of its neurons.
+        """
+        train = self.data.split == "train"
+        folds = np.full(self.data.n_neurons, -1)
+        subjects = self.data.subjects
+        sessions = self.data.session_index
+        for groups in (subjects, sessions, np.arange(self.data.n_neurons) % 5):
+            names = np.unique(groups[train])
+            if len(names) >= 2:
+                folds[train] = np.searchsorted(names, groups[train])
+                return folds
+        return folds
+
+    def _classify_val(self, embedding: np.ndarray, classifier: str | None = None, *,
+                      raw: bool = False) -> dict[str, np.ndarray]:
+        """Each label set's prediction for every validation neuron, by a classifier fit on the other folds
+        (on what ``_classify`` reads: ``classifier_input`` of the embedding, unless ``raw``)."""
+        c = self.config
+        folds = self._val_folds()
+        embedding = embedding if raw else self.classifier_input(embedding)
+        out: dict[str, np.ndarray] = {}
+        for lab in self.data.labels:
+            pred = np.full(self.data.n_neurons, "", dtype=object)
+            for k in np.unique(folds[folds >= 0]):
+                fit = (folds >= 0) & (folds != k) & lab.labelled()
+                if len(set(lab.values[fit].tolist())) < 2:
+                    continue  # nothing to learn from one class: the fold stays unpredicted (scored wrong)
+                pred_k, _ = fit_predict(
+                    embedding, lab.values, fit, lab.classes, classifier or c.classifier, class_weight=c.class_weight,
+                    knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden, svm_c=c.svm_c,
+                )
+                pred[folds == k] = pred_k[folds == k]
+            out[f"{lab.key}_pred"] = pred.astype(str)
+        return out
+
+    def _score_val(self, predicted: dict[str, np.ndarray]) -> dict[str, float]:
+        """Accuracy and macro-F1 per label set over the labelled validation neurons."""
+        folds = self._val_folds()
+        out: dict[str, float] = {}
+        for lab in self.data.labels:
+            mask = (folds >= 0) & lab.labelled()
+            scores = classification_scores(lab.values[mask], predicted[f"{lab.key}_pred"][mask], lab.classes)
+            out[f"accuracy ({lab.name})"] = float(scores["accuracy"])
+            out[f"macro F1 ({lab.name})"] = float(scores["macro F1"])
+        return out
+
+    def evaluate_val(self, model: BlendModel, predictions: dict[str, Any] | None = None) -> dict[str, float]:
+        """Leave-one-training-animal-out accuracy and macro-F1 of the frozen embeddings."""
+        embedding = predictions["embedding"] if predictions and "embedding" in predictions else self._run(model)[0]
+        return self._score_val(self._classify_val(embedding))
+
+    def val_references(self) -> dict[str, dict[str, float]]:
+        """The rows of ``references()``, scored leave-one-training-animal-out."""
+        return {name: self._score_val(self._classify_val(self._reference_features(behavior), classifier, raw=True))
+                for name, behavior, classifier in self._reference_variants()}
+
+    def val_score(self, model: BlendModel) -> float:
+        """Mean over label sets of the leave-one-training-animal-out accuracy (``train.monitor: score``)."""
+        scores = self._score_val(self._classify_val(self._run(model)[0]))
+        return float(np.mean([v for k, v in scores.items() if k.startswith("accuracy")]))
+
+    def _reference_features(self, behavior: bool) -> np.ndarray:
+        return activity_features(self.data, self.config.radius_um, behavior=True) if behavior else self.features()
+
+    def _reference_variants(self) -> list[tuple[str, bool, str | None]]:
+        variants = [("features", False, None)] + ([("features+behavior", True, None)] if self.behavior_dim else [])
+        if self.config.classifier != "logistic":
+            variants.append(("features (logistic)", False, "logistic"))
+        return variants
+
     def references(self) -> dict[str, dict[str, Any]]:
         """Reference rows: the task's classifier on hand-made activity statistics (``blend_spatial.features``).
 
@@ -298,11 +376,8 @@ class NeuronIdentityTask:
         regression: they are built to be read linearly, so that row is the stronger bar for them.
         """
         rows: dict[str, dict[str, Any]] = {}
-        variants = [("features", False, None)] + ([("features+behavior", True, None)] if self.behavior_dim else [])
-        if self.config.classifier != "logistic":
-            variants.append(("features (logistic)", False, "logistic"))
-        for name, behavior, classifier in variants:
-            feats = activity_features(self.data, self.config.radius_um, behavior=True) if behavior else self.features()
+        for name, behavior, classifier in self._reference_variants():
+            feats = self._reference_features(behavior)
             metrics, details = self._score(self._classify(feats, classifier, raw=True))
             rows[name] = {**metrics, **details}
         return rows
