@@ -52,6 +52,10 @@ def _parser(plugins) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train teacher, student and baseline; score them")
     run.add_argument("config", type=Path)
     add_run_args(run)
+    run.add_argument("--auto", action="store_true",
+                     help="search the recipe for this dataset first (the config's auto: section; Ray Tune), "
+                          "then run with what it chose (docs/experiments.md)")
+    run.add_argument("--address", help="with --auto: an existing Ray cluster (default: RAY_ADDRESS, else this machine)")
     demo = sub.add_parser("demo", help="a quick BLEND run on built-in synthetic data")
     add_run_args(demo)
     val = sub.add_parser("validate", help="check a config without running it")
@@ -124,6 +128,11 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
         return _print_config(config)
     if args.seeds < 1:
         raise BlendError(f"--seeds: expected a positive number, got {args.seeds}")
+    if getattr(args, "auto", False):
+        _check_resume(args, Path(args.out or config.output.dir))
+        return cmd_auto(args, config_path, config, plugins)
+    if getattr(args, "address", None):
+        raise BlendError("--address: only with --auto (the search runs on Ray; a plain run does not)")
     _check_resume(args, Path(args.out or config.output.dir), args.seeds)
     if args.seeds > 1:
         with warnings.catch_warnings():
@@ -195,6 +204,24 @@ def _print_warnings(run_dir: Path) -> None:
 
     for line in run_warnings(run_dir):
         print(f"warning: {line}")
+
+
+def cmd_auto(args: argparse.Namespace, config_path: Path, config, plugins) -> int:
+    from blend_core.auto import format_auto, run_auto
+    from blend_core.config import apply_overrides, read_yaml
+    from blend_core.runner import format_summary, format_table
+
+    if args.at_once:
+        raise BlendError("--auto: --at-once is not supported; the final seeds run one by one")
+    raw = apply_overrides(read_yaml(config_path), args.overrides, plugins.registry)
+    out = args.out or Path(config.output.dir)
+    summary = run_auto(raw, plugins, source=str(config_path), out_dir=out, seeds=args.seeds,
+                       overwrite=args.overwrite or config.output.overwrite, resume=args.resume,
+                       address=args.address, plugin_names=args.plugin)
+    print(format_summary(summary["final"]) if args.seeds > 1 else format_table(summary["final"]))
+    print(format_auto(summary))
+    print(f"\nsearch: {out / 'auto'} (results.csv, best.yaml)\nrun directory: {out / 'final'}")
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

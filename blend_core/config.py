@@ -344,8 +344,8 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
         raise ConfigError([f"expected a mapping of sections, got {type(raw).__name__}"], source)
     problems: list[str] = []
     for key in raw:
-        if key not in SECTIONS and key not in ("plugins", "sweep"):
-            problems.append(_unknown_key("", str(key), [*SECTIONS, "plugins", "sweep"]))
+        if key not in SECTIONS and key not in ("plugins", "sweep", "auto"):
+            problems.append(_unknown_key("", str(key), [*SECTIONS, "plugins", "sweep", "auto"]))
     for key in ("data", "backbone"):
         if key not in raw:
             problems.append(f"{key}: required section missing")
@@ -374,6 +374,13 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
         from blend_core.sweep import parse_sweep
 
         parse_sweep(raw, registry, source)
+    if "auto" in raw:  # `blend run --auto`'s section (blend_core.auto); a plain `blend run` ignores it
+        from blend_core.auto import parse_auto
+
+        try:
+            parse_auto(raw)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source) from None
     return Config(
         data=data, task=task, backbone=backbone, teacher=teacher,
         privileged=PrivilegedConfig(encoder=encoder, fusion=fusion),

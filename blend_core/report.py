@@ -540,13 +540,43 @@ def report_sweep(page: Page, sweep_dir: Path) -> None:
         report_run(page, sweep_dir / str(best["dir"]), prefix=f"best trial ({best['trial']}): ")
 
 
+def report_auto(page: Page, run_dir: Path) -> None:
+    """A ``blend run --auto`` directory: the search (a small table), then the final run's figures."""
+    from blend_core.sweep import load_rows
+
+    summary = read_json(run_dir / "auto" / "auto.json")
+    rows = load_rows(run_dir / "auto")
+    keys = list(summary["chosen"]["params"])
+    column = summary["metric"]
+    page.table("search", ["trial", "status", column, *keys],
+               [[r.get("trial"), r.get("status"), r.get(column, ""), *(r.get(k, "") for k in keys)] for r in rows],
+               caption=f"{summary['finished']} of {summary['trials']} trials finished in "
+                       f"{summary['search_seconds'] / 60:.1f} min (budget {summary['budget_minutes']:g} min); "
+                       f"ranked on {column}, the validation split carved from training; "
+                       f"chosen: {summary['chosen']['trial']}")
+    bar = summary.get("bar")
+    if bar is not None:
+        verdict = "beats" if summary["beaten"] else "does NOT beat"
+        page.note("the bar", f"the chosen trial ({summary['chosen']['score']:.4f}) {verdict} the best reference row, "
+                             f"{bar['row']} ({bar['score']:.4f}), on the validation split")
+    final = run_dir / "final"
+    if (final / "summary.json").exists():
+        report_seeds(page, final)
+    elif (final / "metrics.json").exists():
+        report_run(page, final, prefix="final: ")
+    else:
+        page.note("final run", f"{final}: no finished final run")
+
+
 def write_report(run_dir: Path, *, out_dir: Path | None = None) -> Path:
     """Write ``OUT/index.html`` and its PNGs (``OUT`` defaults to ``RUN_DIR/report``); return the page."""
     run_dir = Path(run_dir)
     _plt()
     if not run_dir.is_dir():
         raise BlendError(f"{run_dir}: no such run directory")
-    if (run_dir / "results.csv").exists() and (run_dir / "sweep.yaml").exists():
+    if (run_dir / "auto" / "auto.json").exists():
+        report = report_auto
+    elif (run_dir / "results.csv").exists() and (run_dir / "sweep.yaml").exists():
         report = report_sweep
     elif (run_dir / "summary.json").exists():
         report = report_seeds

@@ -18,6 +18,7 @@ A sweep directory holds ``sweep.yaml`` (the config as given), ``trials/<id>/``
 
 from __future__ import annotations
 
+import collections
 import copy
 import csv
 import hashlib
@@ -100,6 +101,9 @@ class SweepConfig:
     reduction_factor: int = 3  #: ASHA: keep the best 1/reduction_factor at each rung
     max_concurrent: int = 0  #: at most this many trials at once (0: as many as the resources allow)
     resources: Resources = Resources()
+    #: wall-clock budget of the trials (Ray Tune's ``time_budget_s``); trials not finished by then are
+    #: stopped, and the sweep picks among those that finished. 0: no budget
+    budget_minutes: float = 0.0
 
 
 @attrs.frozen(kw_only=True)
@@ -216,6 +220,8 @@ def parse_sweep(raw: dict[str, Any], registry: Any, source: str = "config") -> S
             problems.append(f"sweep.grace_period: expected a positive int, got {sweep.grace_period}")
         if sweep.reduction_factor < 2:
             problems.append(f"sweep.reduction_factor: expected an int >= 2, got {sweep.reduction_factor}")
+        if not sweep.budget_minutes >= 0:
+            problems.append(f"sweep.budget_minutes: expected a number >= 0, got {sweep.budget_minutes}")
         if sweep.max_concurrent < 0:
             problems.append(f"sweep.max_concurrent: expected an int >= 0, got {sweep.max_concurrent}")
         if sweep.resources.cpu <= 0 or sweep.resources.gpu < 0:
@@ -353,9 +359,12 @@ def run_trial(tune_config: dict[str, Any], context: dict[str, Any]) -> None:
 
 
 def _write_trial_info(trial_dir: Path, trial: dict[str, Any], seconds: float) -> None:
+    """``trial.json``: the trial's values, its wall time and the Ray node it ran on."""
+    import ray
+
     from blend_core.io import write_json
 
-    write_json(trial_dir / "trial.json", {**trial, "seconds": seconds})
+    write_json(trial_dir / "trial.json", {**trial, "seconds": seconds, "node": ray.get_runtime_context().get_node_id()})
 
 
 # ------------------------------------------------------------------ the driver
@@ -383,6 +392,9 @@ def plan(sweep: Sweep, registry: Any) -> list[dict[str, Any]]:
         shared = {role: share_key(raw, registry, role) for role in INDEPENDENT_OF}
         monitor = build_config(raw, registry).train.monitor
         trials.append({"id": f"trial-{i:03d}", "params": params, "shared": shared, "monitor": monitor})
+    uses = collections.Counter(name for t in trials for name in t["shared"].values())
+    for trial in trials:  # a role no other trial shares is trained in its trial, under Tune's scheduler and budget
+        trial["shared"] = {role: name for role, name in trial["shared"].items() if uses[name] > 1}
     return trials
 
 
@@ -485,17 +497,20 @@ def _tune(sweep: Sweep, trials: list[dict[str, Any]], context: dict[str, Any], s
             on_score = all(t["monitor"] == "score" for t in trials)
             scheduler = ASHAScheduler(metric="val_score" if on_score else "val_loss", mode="max" if on_score else "min",
                                       time_attr="training_iteration",
-                                      grace_period=sweep.config.grace_period, max_t=max_t + 1,
+                                      grace_period=min(sweep.config.grace_period, max_t + 1), max_t=max_t + 1,
                                       reduction_factor=sweep.config.reduction_factor)
         tuner = tune.Tuner(
             trainable, param_space={"trial": tune.grid_search(trials)},
             tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=sweep.config.max_concurrent or None,
-                                        reuse_actors=True),
+                                        reuse_actors=True, time_budget_s=sweep.config.budget_minutes * 60 or None),
             run_config=tune.RunConfig(storage_path=str(sweep_dir), name="tune", verbose=0),
         )
+    started = time.monotonic()
     results = tuner.fit()
     out: dict[str, dict[str, Any]] = {}
-    finished = results.num_terminated + results.num_errors == len(results)
+    budget = sweep.config.budget_minutes * 60
+    finished = results.num_terminated + results.num_errors == len(results) or bool(
+        budget and time.monotonic() - started >= budget)  # the budget ran out: what did not finish never will
     for result in results:
         if not result.config:
             continue

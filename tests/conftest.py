@@ -31,6 +31,61 @@ def tiny_config_file(tmp_path: Path, tiny_raw: dict) -> Path:
     return path
 
 
+SHUFFLE_PLUGIN = '''
+"""A test data source: the built-in synthetic data, optionally with the test trials' held-out spikes shuffled."""
+import attrs
+import numpy as np
+from blend_core.hookspecs import hookimpl
+from blend_core.synthetic import SyntheticConfig, generate
+
+
+@attrs.frozen(kw_only=True)
+class ShuffledConfig(SyntheticConfig):
+    shuffle: bool = False
+
+
+@attrs.define
+class ShuffledSource:
+    config: ShuffledConfig
+
+    def load(self):
+        base = SyntheticConfig(**{f.name: getattr(self.config, f.name) for f in attrs.fields(SyntheticConfig)})
+        data = generate(base)
+        if not self.config.shuffle:
+            return data
+        test = np.flatnonzero(data.split == "test")
+        heldout = data.heldout.copy()
+        heldout[test] = heldout[np.random.default_rng(123).permutation(test)]
+        return attrs.evolve(data, heldout=heldout)
+
+
+@hookimpl
+def blend_add_data_sources(register):
+    register("shuffled_synthetic", ShuffledConfig, ShuffledSource, "synthetic, test trials' held-out spikes shuffled")
+'''
+
+
+@pytest.fixture
+def shuffle_plugin(tmp_path_factory, monkeypatch) -> str:
+    """Install plugin ``shuffled`` (data source ``shuffled_synthetic``: the synthetic data, and with
+    ``shuffle: true`` the test trials' held-out spikes permuted across trials) as a real entry point
+    in a temporary site directory, on ``PYTHONPATH`` too, so that Ray's worker processes find it."""
+    import importlib
+    import os
+
+    root = tmp_path_factory.mktemp("site")
+    (root / "blend_shuffled_test.py").write_text(SHUFFLE_PLUGIN)
+    info = root / "blend_shuffled_test-0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: blend-shuffled-test\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text("[blend]\nshuffled = blend_shuffled_test\n")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("BLEND_DISABLE_PLUGIN_AUTOLOAD", "1")
+    importlib.invalidate_caches()
+    return "shuffled_synthetic"
+
+
 @pytest.fixture
 def builtin_plugins():
     from blend_core.plugins import load_plugins

@@ -2,17 +2,13 @@
 
 The proof is a shuffle: the same data with the scored (test) trials' held-out spikes permuted
 across trials. Test scores change; every checkpoint, every validation score and the sweep's
-``best.yaml`` must not. The shuffled data comes from a tiny data-source plugin installed into a
-temporary directory (a real ``blend`` entry point, so that Ray's worker processes find it too).
+``best.yaml`` must not. The shuffled data comes from a tiny data-source plugin (``conftest.shuffle_plugin``).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import json
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,57 +16,6 @@ import torch
 import yaml
 
 from blend_core.cli import main
-
-PLUGIN = '''
-"""A test data source: the built-in synthetic data, optionally with the test trials' held-out spikes shuffled."""
-import attrs
-import numpy as np
-from blend_core.hookspecs import hookimpl
-from blend_core.synthetic import SyntheticConfig, generate
-
-
-@attrs.frozen(kw_only=True)
-class ShuffledConfig(SyntheticConfig):
-    shuffle: bool = False
-
-
-@attrs.define
-class ShuffledSource:
-    config: ShuffledConfig
-
-    def load(self):
-        base = SyntheticConfig(**{f.name: getattr(self.config, f.name) for f in attrs.fields(SyntheticConfig)})
-        data = generate(base)
-        if not self.config.shuffle:
-            return data
-        test = np.flatnonzero(data.split == "test")
-        heldout = data.heldout.copy()
-        heldout[test] = heldout[np.random.default_rng(123).permutation(test)]
-        return attrs.evolve(data, heldout=heldout)
-
-
-@hookimpl
-def blend_add_data_sources(register):
-    register("shuffled_synthetic", ShuffledConfig, ShuffledSource, "synthetic, test trials' held-out spikes shuffled")
-'''
-
-
-@pytest.fixture(scope="module")
-def shuffle_plugin(tmp_path_factory):
-    """Install the ``shuffled_synthetic`` plugin (entry point ``shuffled``) for this process and its children."""
-    root = tmp_path_factory.mktemp("site")
-    (root / "blend_shuffled_test.py").write_text(textwrap.dedent(PLUGIN))
-    info = root / "blend_shuffled_test-0.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: blend-shuffled-test\nVersion: 0.0\n")
-    (info / "entry_points.txt").write_text("[blend]\nshuffled = blend_shuffled_test\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(root))
-        mp.setenv("PYTHONPATH", f"{root}:{__import__('os').environ.get('PYTHONPATH', '')}")
-        mp.setenv("BLEND_DISABLE_PLUGIN_AUTOLOAD", "1")
-        importlib.invalidate_caches()
-        yield root
-
 
 def shuffled_raw(tiny: dict, shuffle: bool) -> dict:
     raw = copy.deepcopy(tiny)
