@@ -138,3 +138,16 @@ def test_a_sweep_on_shuffled_scored_spikes_picks_the_same_best_and_trains_the_sa
     assert best[0] == best[1]
     for trial in sorted(p.name for p in (a / "trials").iterdir()):
         assert _same_weights(_checkpoints(a / "trials" / trial), _checkpoints(b / "trials" / trial)), trial
+
+
+def test_monitor_score_with_seeds_trained_at_once(tiny_raw, tmp_path):
+    """``fit_many`` scores each model on its own and keeps each one's best-scoring epoch."""
+    raw = copy.deepcopy(tiny_raw)
+    raw["train"].update(max_epochs=3, monitor="score")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--seeds", "2", "--at-once", "--out", str(tmp_path / "run")]) == 0
+    for seed in (0, 1):
+        state = torch.load(tmp_path / "run" / f"seed-{seed}" / "checkpoints" / "baseline.pt", weights_only=True)
+        scores = [r["val_score"] for r in state["history"]]
+        assert state["best_epoch"] == max(range(len(scores)), key=scores.__getitem__)
