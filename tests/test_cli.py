@@ -23,7 +23,8 @@ def test_run_writes_metrics_config_and_checkpoints(tmp_path, tiny_config_file, c
                               "--set", "train.max_epochs=3")
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == ["baseline", "teacher", "student", "smoothing", "oracle"]
+    assert list(metrics) == ["baseline", "teacher", "student", "smoothing", "oracle", "val"]  # val: selection's
+    assert list(metrics.pop("val")) == ["baseline", "teacher", "student", "smoothing", "oracle"]
     for role in metrics:
         assert {"co-bps", "vel R2", "psth R2", "fp-bps"} <= set(metrics[role])
         assert all(np.isfinite(v) for v in metrics[role].values())

@@ -68,7 +68,7 @@ def test_all_problems_at_once(tiny_raw, builtin_plugins):
     tiny_raw["distillation"] = {"losses": [{"type": "hard"}, {"type": "nope", "weight": 2}]}
     tiny_raw["extra_section"] = {}
     assert problems(tiny_raw, builtin_plugins.registry) == [
-        "extra_section: unknown key; expected one of: backbone, controls, data, distillation, output, plugins, privileged, sweep, task, teacher, train",
+        "extra_section: unknown key; expected one of: auto, backbone, controls, data, distillation, output, plugins, privileged, sweep, task, teacher, train",
         "backbone.num_layers: expected int, got 'four'",
         "distillation.losses.1.type: unknown distillation loss 'nope'; available: correlation, feature, hard, poisson_kl, soft",
         "train.max_epoch: unknown key; did you mean 'max_epochs'?",

@@ -82,7 +82,8 @@ def test_run_with_the_control_scores_and_tracks_its_roles(controlled, tmp_path):
     result = run(config, plugins, out_dir=out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics)[:5] == ["baseline", "teacher", "student", *CONTROL_ROLES]
-    assert metrics == result.metrics
+    assert metrics == {**result.metrics, "val": result.val_metrics}
+    assert set(metrics["val"]) == set(result.metrics)  # every row scored on the validation split too
     for role in CONTROL_ROLES:
         assert (out / "checkpoints" / f"{role}.pt").exists()
         assert {"co-bps", "vel R2"} <= set(metrics[role])
