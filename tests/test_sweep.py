@@ -81,8 +81,10 @@ def test_teacher_and_baseline_are_shared_across_student_side_keys(tiny_raw, buil
     assert len(teachers) == 2 and all(len(v) == 1 for v in by_lr.values())  # one teacher per lr
     raw["sweep"]["params"] = {"privileged.hidden_dim": [4, 8]}
     trials = plan(parse_sweep(raw, builtin_plugins.registry), builtin_plugins.registry)
-    assert len({t["shared"]["teacher"] for t in trials}) == 2  # the teacher sees the encoder
-    assert len({t["shared"]["baseline"] for t in trials}) == 1  # the baseline does not
+    # the teacher sees the encoder: two teachers, each used by one trial, so each is trained in its trial
+    # (under Tune's scheduler and budget) rather than shared
+    assert all("teacher" not in t["shared"] for t in trials)
+    assert len({t["shared"]["baseline"] for t in trials}) == 1  # the baseline does not: trained once, shared
 
 
 def test_bad_sweep_sections_name_the_key(tiny_raw, builtin_plugins, tmp_path, capsys):
