@@ -619,6 +619,8 @@ def describe_run(page: Page, run_dir: Path) -> None:
 
     from blend_core.explain import run_warnings
 
+    if (run_dir / "auto" / "auto.json").exists() and (run_dir / "final").is_dir():
+        run_dir = run_dir / "final"  # --auto: the final run's warnings and facts
     warnings = run_warnings(run_dir) if not (run_dir / "results.csv").exists() else []
     if warnings:
         page.html("warnings", "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings))
