@@ -76,3 +76,27 @@ def test_blend_predict_on_a_seeds_run_predicts_every_seed(seeds_run, capsys):
     assert printed == [str(seeds_run / f"seed-{k}" / "predictions" / "predictions.npz") for k in (0, 1)]
     with np.load(printed[1]) as z:
         np.testing.assert_allclose(z["rates"], load_run(seeds_run, seed=1).predictions()["rates"], rtol=1e-6)
+
+
+def test_an_identity_run_gives_embeddings_and_labels(tmp_path):
+    pytest.importorskip("blend_spatial")
+    raw = {
+        "data": {"type": "spatial_synthetic", "n_subjects": 2, "sessions_per_subject": 1, "neurons_per_session": 30,
+                 "n_frames": 200, "inhibitory_fraction": 0.5},
+        "task": {"type": "neuron_identity", "window": 8, "windows_per_neuron": 2},
+        "backbone": {"type": "neuprint", "embedding_dim": 4, "hidden_dim": 8},
+        "privileged": {"type": "identity", "fusion": "concat"},
+        "distillation": {"type": "hard"},
+        "train": {"max_epochs": 1, "batch_size": 64, "progress": False, "device": "cpu"},
+        "plugins": ["spatial"],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 0
+    run = load_run(tmp_path / "run")
+    assert run.input_shape is None  # no spike arrays for this task: predictions() instead
+    out = run.predictions()
+    assert out["embedding"].shape == (60, 4) and len(out["neuron"]) == 60
+    predicted = [k for k in out if k.endswith("_pred")]  # one predicted label per neuron, per label set
+    assert predicted and all(len(out[k]) == 60 for k in predicted)
+    with pytest.raises(BlendError, match="does not take spike arrays; use predictions"):
+        run.predict(np.zeros((1, 8, 30)))
