@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "SPLITS": "blend_core.data",
     "Task": "blend_core.task",
     "DataSource": "blend_core.task",
-    "RunResult": "blend_core.build",
+    "RunResult": "blend_core.results",
     "fused_dims": "blend_core.model",
     # configs, as blend reads them (for tests of example configs)
     "read_yaml": "blend_core.config",
@@ -100,7 +100,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from blend_core import __version__
-    from blend_core.build import RunResult
+    from blend_core.results import RunResult
     from blend_core.config import apply_overrides, build_config, load_config, read_yaml
     from blend_core.contracts import ContractError, check_output
     from blend_core.data import SPLITS, NeuralData, gaussian_smooth

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 
 from blend_core.config import Config, Selected, structure
@@ -14,29 +12,9 @@ from blend_core.distillation import WeightedSum
 from blend_core.errors import ConfigError, DataError, PluginError
 from blend_core.model import BlendModel, FeatureDims, fused_dims
 from blend_core.registry import Registry
+from blend_core.results import RunResult  # noqa: F401  (where runner and older plugins import it)
 from blend_core.task import DataSource, Task
 from blend_core.training import Objective
-
-
-@attrs.define(kw_only=True)
-class RunResult:
-    """Everything a run produced; handed to ``blend_run_finished`` hooks.
-
-    ``source`` is the data source that loaded ``data``, so that a plugin can reach
-    its own files (e.g. to write benchmark submissions) without global state.
-    """
-
-    config: Config
-    out_dir: Path
-    source: Any
-    data: Any
-    task: Task
-    models: dict[str, BlendModel]
-    metrics: dict[str, dict[str, Any]]
-    predictions: dict[str, dict[str, np.ndarray]]
-    #: each role's and reference row's scores on the validation split carved from training
-    #: (``blend_core.selection``): ``metrics.json["val"]``, the only scores selection reads
-    val_metrics: dict[str, dict[str, Any]] = attrs.Factory(dict)
 
 
 def load_data(config: Config, registry: Registry) -> tuple[Any, Any]:

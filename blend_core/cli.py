@@ -89,8 +89,10 @@ def _load(args: argparse.Namespace, path: Path):
 
     from blend_core.config import apply_overrides, build_config, override_sources, read_yaml
     from blend_core.errors import ConfigError
+    from blend_core.rundir import protect
 
     raw = read_yaml(path)
+    protect(path)  # the folder holding a config is never used (or replaced) as a run directory
     extra = []
     if isinstance(raw, dict):  # the plugins the config names (maybe by --set) come first: they add types
         extra = apply_overrides(copy.deepcopy(raw), args.overrides).get("plugins", [])
@@ -104,7 +106,12 @@ def _load(args: argparse.Namespace, path: Path):
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     try:
-        return build_config(raw, plugins.registry, source=str(path)), plugins
+        config = build_config(raw, plugins.registry, source=str(path))
+        if isinstance(raw, dict) and "sweep" in raw:  # `blend sweep`'s section; every command checks it
+            from blend_core.sweep import parse_sweep
+
+            parse_sweep(raw, plugins.registry, str(path))
+        return config, plugins
     except ConfigError as exc:
         raise ConfigError(exc.problems, exc.source,
                           override_sources(exc.problems, args.overrides, exc.source)) from None

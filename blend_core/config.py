@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import attrs
 import cattrs
-import yaml
 from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
@@ -23,6 +22,7 @@ import blend_core.validators as v
 from blend_core.errors import BlendError, ConfigError
 from blend_core.registry import Registry
 from blend_core.validators import FieldError, short_repr
+from blend_core.yamltext import MAX_YAML_NODES, StrictLoader, parse_yaml  # noqa: F401  (this module's API)
 
 SECTIONS = ("data", "task", "backbone", "teacher", "privileged", "distillation", "train", "output", "controls")
 
@@ -370,17 +370,9 @@ def build_config(raw: Any, registry: Registry, source: str | None = None) -> Con
         problems.append(f"plugins: expected a list of plugin names, got {short_repr(plugins)}")
     if problems:
         raise ConfigError(problems, source)
-    if "sweep" in raw:  # `blend sweep`'s section (blend_core.sweep); `blend run` ignores it
-        from blend_core.sweep import parse_sweep
-
-        parse_sweep(raw, registry, source)
-    if "auto" in raw:  # `blend run --auto`'s section (blend_core.auto); a plain `blend run` ignores it
-        from blend_core.auto import parse_auto
-
-        try:
-            parse_auto(raw)
-        except ConfigError as exc:
-            raise ConfigError(exc.problems, source) from None
+    # `sweep:` and `auto:` belong to `blend sweep` and `blend run --auto`, which sit above the config:
+    # they are validated there (blend_core.sweep.parse_sweep, blend_core.auto.parse_auto; the CLI checks
+    # both for every command that reads a config), never here
     return Config(
         data=data, task=task, backbone=backbone, teacher=teacher,
         privileged=PrivilegedConfig(encoder=encoder, fusion=fusion),
@@ -422,82 +414,12 @@ def resolved_dict(config: Config) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- files and overrides
 
-#: most YAML nodes a config may expand to (aliases count each time they are used): a guard against alias bombs
-MAX_YAML_NODES = 100_000
-
-_FLOAT_1_2 = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-class _YAMLError(Exception):
-    """A problem found while loading, with the line it is on."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
-
-
-class StrictLoader(yaml.SafeLoader):
-    """Safe YAML, plus: duplicate keys are errors, aliases cannot expand past
-    ``MAX_YAML_NODES``, and ``1e-3`` is a float (YAML 1.2) rather than a string (YAML 1.1)."""
-
-    def get_single_node(self) -> Any:
-        node = super().get_single_node()
-        if node is not None:
-            _expanded_size(node, {}, set())
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in seen:
-                    raise _YAMLError(line, f"duplicate key {short_repr(key)} (first given on line {seen[key]})")
-                seen[key] = line
-            except TypeError:  # an unhashable key: SafeLoader reports it
-                break
-        return super().construct_mapping(node, deep=deep)
-
-
-StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
-
-
-def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int]) -> int:
-    """Number of nodes ``node`` stands for once every alias is expanded."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in open_:
-        raise _YAMLError(node.start_mark.line + 1, "an alias refers to its own anchor (recursive YAML)")
-    open_.add(key)
-    size = 1
-    if isinstance(node, yaml.SequenceNode):
-        size += sum(_expanded_size(n, sizes, open_) for n in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size += sum(_expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value)
-    open_.discard(key)
-    if size > MAX_YAML_NODES:
-        raise _YAMLError(node.start_mark.line + 1,
-                         f"YAML aliases expand to more than {MAX_YAML_NODES} values; write the config out plainly")
-    sizes[key] = size
-    return size
-
-
-def parse_yaml(text: str, where: str) -> Any:
-    """Parse YAML text with :class:`StrictLoader`; one-line BlendError naming ``where`` on failure."""
-    try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except _YAMLError as exc:
-        raise BlendError(f"{where}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise BlendError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
-    except RecursionError:
-        raise BlendError(f"{where}: YAML nested too deeply") from None
-
-
 def read_yaml(path: str | Path) -> Any:
+    """The YAML file at ``path`` (``{}`` if empty); one-line BlendError if missing or not YAML.
+
+    A command that reads a config also protects its folder (``blend_core.rundir.protect``):
+    that is the command's job, not the reader's, so that the config sits below the run directory.
+    """
     path = Path(path)
     if not path.is_file():
         raise BlendError(f"{path}: config file not found")
@@ -507,9 +429,6 @@ def read_yaml(path: str | Path) -> Any:
         raise BlendError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     except OSError as exc:
         raise BlendError(f"{path}: cannot read ({exc.strerror})") from None
-    from blend_core.rundir import protect
-
-    protect(path)  # the folder holding a config is never used (or replaced) as a run directory
     return parse_yaml(text, str(path)) or {}
 
 

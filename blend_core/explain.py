@@ -155,7 +155,7 @@ def run_warnings(run_dir: Path) -> list[str]:
     """The warnings for a run directory or a ``--seeds`` run (its seeds' means; training checks per seed)."""
     import yaml
 
-    from blend_core.report import read_history
+    from blend_core.builtin.tracking import read_history
 
     run_dir = Path(run_dir)
     seeds = sorted(p for p in run_dir.glob("seed-*") if (p / "metrics.json").exists())

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from blend_core.registry import Register
-    from blend_core.build import RunResult
+    from blend_core.results import RunResult
 
 PROJECT_NAME = "blend"
 

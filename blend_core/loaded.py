@@ -53,11 +53,13 @@ class _Built:
         from blend_core.build import build_task, load_data, resolve_task
         from blend_core.config import build_config, read_yaml
         from blend_core.plugins import load_plugins
+        from blend_core.rundir import protect
 
         path = run_dir / "config.yaml"
         if not path.exists():
             raise BlendError(f"{path}: not found; is {run_dir} a finished blend run directory?")
         raw = read_yaml(path)
+        protect(path)  # the run being loaded is never an output folder
         if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
             raise BlendError(f"{path}: not a blend run config (no 'data' section)")
         self.raw = raw

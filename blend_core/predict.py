@@ -12,7 +12,7 @@ from blend_core.config import build_config, read_yaml
 from blend_core.errors import BlendError
 from blend_core.io import atomic_write, load_checkpoint
 from blend_core.plugins import Plugins, load_plugins, report_failures
-from blend_core.rundir import check_output_dir, open_output_dir, release_lock
+from blend_core.rundir import check_output_dir, open_output_dir, protect, release_lock
 from blend_core.task import prediction_writer
 from blend_core.build import build_model, build_task, load_data
 from blend_core.training import resolve_device
@@ -39,6 +39,7 @@ def predict(
         if not needed.exists():
             raise BlendError(f"{needed}: not found; is {run_dir} a finished blend run directory?")
     raw = read_yaml(run_dir / "config.yaml")
+    protect(run_dir / "config.yaml")  # predictions never go into (or replace) the run they come from
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
         raise BlendError(f"{run_dir / 'config.yaml'}: not a blend run config (no 'data' section)")
     state = load_checkpoint(checkpoint, "cpu")["model"]  # data only: a checkpoint cannot run code

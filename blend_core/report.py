@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from blend_core.builtin.tracking import read_history  # noqa: F401  (this module's API: figures read it)
 from blend_core.errors import BlendError
 from blend_core.files import refuse_link
 
@@ -121,31 +122,6 @@ def _colors(roles: list[str]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ inputs
-
-def read_history(run_dir: Path) -> dict[str, list[dict[str, float]]]:
-    """Per role, its validation epochs: ``history.csv``, else the histories kept in ``checkpoints/*.pt``."""
-    from blend_core.builtin.tracking import read_history_csv
-
-    out: dict[str, list[dict[str, float]]] = {}
-    path = run_dir / "history.csv"
-    for n, row in enumerate(read_history_csv(path)[1], 2):  # a torn last row (killed run) is left out
-        try:
-            out.setdefault(row["role"], []).append(
-                {k: float(v) for k, v in row.items() if k != "role" and v not in ("", None)})
-        except ValueError:
-            raise BlendError(f"{path}: line {n} holds a value that is not a number; not a history.csv "
-                             "blend wrote") from None
-    for ckpt in sorted((run_dir / "checkpoints").glob("*.pt")):
-        role = ckpt.stem
-        if role in out or role.endswith("-last"):
-            continue
-        from blend_core.io import load_checkpoint
-
-        history = load_checkpoint(ckpt, "cpu").get("history") or []  # data only: a checkpoint runs no code
-        if history:
-            out[role] = [{k: float(v) for k, v in h.items()} for h in history]
-    return out
-
 
 def _scalar_metrics(metrics: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
     roles = _roles(metrics)

@@ -324,7 +324,7 @@ def check_resumable(
     out_dir: Path, resolved: dict[str, Any], relevant: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> None:
     """Refuse to resume with a config whose ``relevant`` part differs from the saved one."""
-    from blend_core.config import parse_yaml
+    from blend_core.yamltext import parse_yaml
 
     saved_path = out_dir / "config.yaml"
     if not saved_path.exists():  # a run killed before it saved its config has nothing else either

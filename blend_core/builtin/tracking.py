@@ -52,6 +52,29 @@ def read_history_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
+def read_history(run_dir: Path) -> dict[str, list[dict[str, float]]]:
+    """Per role, its validation epochs: ``history.csv``, else the histories kept in ``checkpoints/*.pt``."""
+    out: dict[str, list[dict[str, float]]] = {}
+    path = run_dir / "history.csv"
+    for n, row in enumerate(read_history_csv(path)[1], 2):  # a torn last row (killed run) is left out
+        try:
+            out.setdefault(row["role"], []).append(
+                {k: float(v) for k, v in row.items() if k != "role" and v not in ("", None)})
+        except ValueError:
+            raise BlendError(f"{path}: line {n} holds a value that is not a number; not a history.csv "
+                             "blend wrote") from None
+    for ckpt in sorted((run_dir / "checkpoints").glob("*.pt")):
+        role = ckpt.stem
+        if role in out or role.endswith("-last"):
+            continue
+        from blend_core.io import load_checkpoint
+
+        history = load_checkpoint(ckpt, "cpu").get("history") or []  # data only: a checkpoint runs no code
+        if history:
+            out[role] = [{k: float(v) for k, v in h.items()} for h in history]
+    return out
+
+
 def append_history(run_dir: Path, role: str, record: dict[str, Any]) -> None:
     """Append one row to ``run_dir/history.csv`` (no link followed; a torn last row dropped first).
 

@@ -41,11 +41,20 @@ def _row_corr(z: np.ndarray, other: np.ndarray) -> np.ndarray:
     return (z * _zscore(other)).mean(1)
 
 
+def neighbours(positions: np.ndarray, radius: float):
+    """Sparse (n, n) 0/1 matrix: pairs of distinct neurons within ``radius`` (a k-d tree, not n² distances)."""
+    from scipy.sparse import coo_matrix
+    from scipy.spatial import cKDTree
+
+    n = len(positions)
+    pairs = cKDTree(positions).query_pairs(radius, output_type="ndarray")
+    rows, cols = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    return coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n)).tocsr()
+
+
 def session_features(activity: np.ndarray, positions: np.ndarray, radius_um: float,
                      behavior: np.ndarray | None = None) -> np.ndarray:
     """``(n, len(feature_names))`` statistics of one session's neurons (behavior columns when given)."""
-    from blend_spatial.task import neighbours
-
     a = activity.astype(np.float64)
     n, n_frames = a.shape
     mean, sd = a.mean(1), a.std(1)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from blend_core.api import BlendModel, DataError, Inputs, ModelDims, ModelOutput
 from blend_spatial.classify import classification_scores, fit_predict
 from blend_spatial.data import NeuronIdentityData
-from blend_spatial.features import activity_features
+from blend_spatial.features import activity_features, neighbours
 
 POPULATION_INPUTS = ("population mean", "population std", "neighbour mean", "neighbour std")
 
@@ -54,17 +54,6 @@ class NeuronIdentityConfig:
     knn_neighbors: int = 10
     mlp_hidden: int = 64
     eval_batch_size: int = 1024
-
-
-def neighbours(positions: np.ndarray, radius: float):
-    """Sparse (n, n) 0/1 matrix: pairs of distinct neurons within ``radius`` (a k-d tree, not n² distances)."""
-    from scipy.sparse import coo_matrix
-    from scipy.spatial import cKDTree
-
-    n = len(positions)
-    pairs = cKDTree(positions).query_pairs(radius, output_type="ndarray")
-    rows, cols = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
-    return coo_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n)).tocsr()
 
 
 class NeuronIdentityTask:
