@@ -48,6 +48,15 @@ _EXPORTS: dict[str, str] = {
     "DataError": "blend_core.errors",
     "PluginError": "blend_core.errors",
     "ContractError": "blend_core.contracts",
+    # validators for a plugin's config classes (attrs' own ge/gt/le/lt/in_/optional for the rest)
+    "FieldError": "blend_core.validators",
+    "in_range": "blend_core.validators",
+    "positive_finite": "blend_core.validators",
+    "non_negative_finite": "blend_core.validators",
+    "each": "blend_core.validators",
+    "POSITIVE_INT": "blend_core.validators",
+    "NON_NEGATIVE": "blend_core.validators",
+    "PROBABILITY": "blend_core.validators",
     # conformance kit and testing helpers
     "check_backbone": "blend_core.testing",
     "check_task": "blend_core.testing",
@@ -124,6 +133,16 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from blend_core.predict import write_npz
     from blend_core.registry import Component, Register, Registry
     from blend_core.task import DataSource, Task
+    from blend_core.validators import (
+        NON_NEGATIVE,
+        POSITIVE_INT,
+        PROBABILITY,
+        FieldError,
+        each,
+        in_range,
+        non_negative_finite,
+        positive_finite,
+    )
     from blend_core.testing import (
         BackboneCheckError,
         backbone_cases,

@@ -52,7 +52,7 @@ class TrainConfig:
     seed: int = attrs.field(default=0, validator=v.in_range(0, 2**63, high_open=True, high_text='2**63'))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    threads: int | None = attrs.field(default=None, validator=v.POSITIVE_INT)  #: CPU threads for torch (None: torch's default); 1 is fastest for tiny models
+    threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(v.POSITIVE_INT))  #: CPU threads for torch (None: torch's default); 1 is fastest for tiny models
     compile: bool = False  #: torch.compile the model (pays off on GPU for long runs)
     progress: bool = True  #: a bar on a terminal; elsewhere (a log file) one line per progress_seconds
     progress_seconds: float = attrs.field(default=30.0, validator=v.non_negative_finite())  #: between progress lines when stderr is not a terminal

@@ -1,8 +1,10 @@
-"""Small reusable attrs validators whose messages name the key, never the class.
+"""The attrs validators that attrs lacks, for config classes of the core and of plugins.
 
-A failed check raises :class:`FieldError`; ``blend_core.config`` prefixes the
-section path, so that a user reads ``train.batch_size: must be >= 1, got 0``.
-Plugins may use these validators on their own config classes.
+Bounds use attrs' own (``attrs.validators.ge``, ``gt``, ``le``, ``lt``, ``in_``,
+``optional``); this module adds intervals, finiteness and per-item checks. Every
+failure names the key, never the class: ``blend_core.config`` reads attrs' messages
+and :class:`FieldError` alike and prefixes the section path, so that a user reads
+``train.batch_size: must be >= 1, got 0``. Plugins import these from ``blend_core.api``.
 """
 
 from __future__ import annotations
@@ -49,21 +51,6 @@ def _check(test: Callable[[Any], bool], text: str) -> Validator:
     return validate
 
 
-def ge(bound: float) -> Validator:
-    """``value >= bound``."""
-    return _check(lambda v: v >= bound, f">= {bound}")
-
-
-def gt(bound: float) -> Validator:
-    """``value > bound``."""
-    return _check(lambda v: v > bound, f"> {bound}")
-
-
-def lt(bound: float) -> Validator:
-    """``value < bound``."""
-    return _check(lambda v: v < bound, f"< {bound}")
-
-
 def in_range(
     low: float, high: float, *, low_open: bool = False, high_open: bool = False, high_text: str | None = None,
 ) -> Validator:
@@ -76,11 +63,6 @@ def in_range(
         return above and below
 
     return _check(test, text)
-
-
-def finite() -> Validator:
-    """Not NaN and not infinite."""
-    return _check(math.isfinite, "finite")
 
 
 def positive_finite() -> Validator:
@@ -103,7 +85,7 @@ def each(validator: Validator) -> Validator:
     return validate
 
 
-#: common shorthands
-POSITIVE_INT = ge(1)
-NON_NEGATIVE = ge(0)
+#: common shorthands (attrs' own bounds; wrap in ``attrs.validators.optional`` where None is allowed)
+POSITIVE_INT = attrs.validators.ge(1)
+NON_NEGATIVE = attrs.validators.ge(0)
 PROBABILITY = in_range(0.0, 1.0, high_open=True)  #: e.g. a dropout rate: [0, 1)

@@ -120,3 +120,28 @@ def test_static_imports_of_the_api_match_its_lazy_table():
     static = {(node.module, a.name) for node in ast.walk(block) if isinstance(node, ast.ImportFrom)
               for a in node.names}
     assert static == set(zip(api._EXPORTS.values(), api._EXPORTS))
+
+
+def test_validators_for_plugins_are_public_and_read_like_the_cores():
+    """A plugin's config class uses the exported validators (and attrs' own bounds); a bad value
+    is one ``section.key: must be ..., got ...`` line, None passes where the field allows it."""
+    import attrs
+
+    from blend_core.config import structure
+
+    @attrs.frozen(kw_only=True)
+    class Options:
+        rate: float = attrs.field(default=0.5, validator=api.in_range(0.0, 1.0, low_open=True))
+        scale: float = attrs.field(default=1.0, validator=api.positive_finite())
+        widths: tuple[int, ...] = attrs.field(default=(1,), validator=api.each(api.POSITIVE_INT))
+        limit: int | None = attrs.field(default=None, validator=attrs.validators.optional(api.NON_NEGATIVE))
+
+    problems: list[str] = []
+    assert structure({"limit": None}, Options, "data.", problems) == Options() and problems == []
+    for raw, line in [({"rate": 0.0}, "data.rate: must be in (0.0, 1.0], got 0.0"),
+                      ({"scale": float("inf")}, "data.scale: must be a finite number > 0, got inf"),
+                      ({"widths": [2, 0]}, "data.widths: must be >= 1, got 0"),
+                      ({"limit": -1}, "data.limit: must be >= 0, got -1")]:
+        problems = []
+        assert structure(raw, Options, "data.", problems) is None
+        assert problems == [line]

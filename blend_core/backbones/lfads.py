@@ -32,7 +32,7 @@ from torch import nn
 import blend_core.validators as v
 from blend_core.model import ModelDims, ModelOutput
 
-_positive = v.gt(0)
+_positive = attrs.validators.gt(0)
 _non_negative = v.non_negative_finite()
 _probability = v.PROBABILITY
 

@@ -25,9 +25,9 @@ class NDTConfig:
     #: dropout on attention weights (None: ``dropout``); 0 lets the CPU use its fused attention kernel
     dropout_attention: float | None = attrs.field(default=None, validator=attrs.validators.optional(v.PROBABILITY))
     #: bins a step may attend ahead (None: unlimited)
-    context_forward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
+    context_forward: int | None = attrs.field(default=None, validator=attrs.validators.optional(v.NON_NEGATIVE))
     #: bins a step may attend behind (None: unlimited)
-    context_backward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
+    context_backward: int | None = attrs.field(default=None, validator=attrs.validators.optional(v.NON_NEGATIVE))
 
     def __attrs_post_init__(self) -> None:
         if self.d_model % self.num_heads:

@@ -54,9 +54,9 @@ class STNDTConfig:
     dropout_embedding: float = attrs.field(default=0.2, validator=_probability)
     dropout_rates: float = attrs.field(default=0.2, validator=_probability)  #: before the readout
     #: bins a step may attend ahead (None: unlimited)
-    context_forward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
+    context_forward: int | None = attrs.field(default=None, validator=attrs.validators.optional(v.NON_NEGATIVE))
     #: bins a step may attend behind (None: unlimited)
-    context_backward: int | None = attrs.field(default=None, validator=v.NON_NEGATIVE)
+    context_backward: int | None = attrs.field(default=None, validator=attrs.validators.optional(v.NON_NEGATIVE))
 
 
 def _ffn(width: int, hidden: int, dropout: float) -> nn.Sequential:

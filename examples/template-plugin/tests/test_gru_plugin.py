@@ -8,7 +8,7 @@ import pytest
 import yaml
 from blend_gru.plugin import GRUBackbone, GRUConfig
 
-from blend_core.api import backbone_cases, check_backbone, plugin_registry, run_blend
+from blend_core.api import ConfigError, backbone_cases, build_config, check_backbone, plugin_registry, run_blend
 
 SMALL = {"gru": GRUConfig(hidden_dim=8, num_layers=1)}
 
@@ -22,6 +22,16 @@ def registry():
 def test_gru_backbone_conforms():
     check_backbone(GRUBackbone, GRUConfig(hidden_dim=8, num_layers=1), input_dim=5, output_dim=7, seq_len=6,
                    context_dim=3)
+
+
+def test_a_bad_option_is_refused_naming_its_key(registry):
+    """The config class's validators (blend's and attrs' own) report through the config's messages."""
+    for options, line in [({"hidden_dim": 1}, "backbone.hidden_dim: must be >= 2, got 1"),
+                          ({"dropout": 1.5}, "backbone.dropout: must be in [0.0, 1.0), got 1.5")]:
+        raw = {"data": {"type": "synthetic"}, "backbone": {"type": "gru", **options}}
+        with pytest.raises(ConfigError) as err:
+            build_config(raw, registry)
+        assert err.value.problems == [line]
 
 
 def test_every_backbone_of_the_registry_conforms(registry):

@@ -6,14 +6,15 @@ import attrs
 import torch
 from torch import nn
 
-from blend_core.api import ModelDims, ModelOutput, Register, hookimpl
+from blend_core.api import POSITIVE_INT, PROBABILITY, ModelDims, ModelOutput, Register, hookimpl
 
 
 @attrs.frozen(kw_only=True)
 class GRUConfig:
-    hidden_dim: int = 64
-    num_layers: int = 2
-    dropout: float = 0.1
+    # validators from blend_core.api: a bad value is one line naming the key (backbone.dropout: ...)
+    hidden_dim: int = attrs.field(default=64, validator=attrs.validators.ge(2))  # two directions of >= 1
+    num_layers: int = attrs.field(default=2, validator=POSITIVE_INT)
+    dropout: float = attrs.field(default=0.1, validator=PROBABILITY)
 
 
 class GRUBackbone(nn.Module):
