@@ -107,14 +107,29 @@ def _load(args: argparse.Namespace, path: Path):
             print(f"note: {note}", file=sys.stderr)
     try:
         config = build_config(raw, plugins.registry, source=str(path))
-        if isinstance(raw, dict) and "sweep" in raw:  # `blend sweep`'s section; every command checks it
-            from blend_core.sweep import parse_sweep
-
-            parse_sweep(raw, plugins.registry, str(path))
+        _check_sections(raw, plugins.registry, str(path))
         return config, plugins
     except ConfigError as exc:
         raise ConfigError(exc.problems, exc.source,
                           override_sources(exc.problems, args.overrides, exc.source)) from None
+
+
+def _check_sections(raw: dict, registry, source: str) -> None:
+    """The sections of commands above the config (``sweep:`` for ``blend sweep``, ``auto:`` for
+    ``blend run --auto``): every command that reads a config checks them, though only theirs use them."""
+    from blend_core.errors import ConfigError
+
+    if "sweep" in raw:
+        from blend_core.sweep import parse_sweep
+
+        parse_sweep(raw, registry, source)
+    if "auto" in raw:
+        from blend_core.auto import parse_auto
+
+        try:
+            parse_auto(raw)
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, source) from None
 
 
 def _print_config(config) -> int:
