@@ -96,6 +96,20 @@ def test_unknown_dataset_and_generic_keys_in_nlb_mode(nlb_files):
         build_source(NWBConfig(dataset="mc_maze"))
 
 
+def test_nlb_keys_are_refused_in_generic_mode(nlb_files):
+    """Without data.dataset, val_fraction and behavior_lag_ms would be ignored: they are refused instead."""
+    generic = {"path": str(nlb_files["mc_maze"]), "window_ms": (0, 500)}
+    build_source(NWBConfig(**generic))
+    with pytest.raises(ConfigError) as exc:
+        build_source(NWBConfig(**generic, val_fraction=0.2, behavior_lag_ms=50))
+    assert exc.value.problems == [
+        "data.val_fraction: only with data.dataset (NLB mode); without it the validation trials come from "
+        "data.split_column or data.split_fractions",
+        "data.behavior_lag_ms: only with data.dataset (NLB mode); without it the teacher sees the behavior "
+        "series unshifted"]
+    build_source(NWBConfig(path=str(nlb_files["mc_maze"]), dataset="mc_maze", val_fraction=0.2, behavior_lag_ms=50))
+
+
 def test_empty_split(nlb_files, tmp_path):
     path = _copy(nlb_files["mc_maze"], tmp_path)
     with h5py.File(path, "a") as f:

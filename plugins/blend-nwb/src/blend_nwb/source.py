@@ -15,6 +15,11 @@ from blend_nwb.nlb import PHASES, SPECS, NLBResult, load_nlb
 
 log = logging.getLogger("blend.nwb")
 
+#: Keys that only mean something with ``dataset`` (NLB mode), refused without it, and what takes their place.
+NLB_KEYS = {"val_fraction": "the validation trials come from data.split_column or data.split_fractions",
+            "behavior_lag_ms": "the teacher sees the behavior series unshifted"}
+#: NLB mode: share of NLB-train trials held out for early stopping when ``val_fraction`` is not given
+NLB_VAL_FRACTION = 0.1
 #: Keys that only mean something without ``dataset`` (generic mode).
 GENERIC_KEYS = ("heldout_column", "heldout_fraction", "align_field", "window_ms", "fp_ms", "behavior",
                 "decode", "decode_lag_ms", "split_column", "split_fractions", "condition_columns", "psth_sd_ms")
@@ -28,7 +33,7 @@ class NWBConfig:
     path: str = ""  #: the NWB file (NLB: the ``..._desc-train_behavior+ecephys.nwb``)
     dataset: str | None = None  #: mc_maze, mc_rtt, area2_bump, dmfc_rsg, mc_maze_large/medium/small
     bin_ms: int = 5
-    val_fraction: float = 0.1  #: NLB mode: share of NLB-train trials held out for early stopping
+    val_fraction: float | None = None  #: NLB mode: share of NLB-train trials held out for early stopping (0.1)
     seed: int = 0  #: val carve-out (NLB) / random splits and held-out units (generic)
     behavior_lag_ms: int | None = None  #: NLB mode: lag of the teacher's behavior; default the dataset's
     standardize_behavior: bool = True  #: z-score the teacher's behavior with train statistics
@@ -68,6 +73,9 @@ def check_config(cfg: NWBConfig) -> None:
             problems.append(f"data.bin_ms: expected a positive number of ms, got {cfg.bin_ms}")
         if cfg.phase != "val" or cfg.test_path is not None:
             problems.append("data.phase / data.test_path: only with data.dataset (the NLB test phase)")
+        for key, instead in NLB_KEYS.items():
+            if getattr(cfg, key) is not None:
+                problems.append(f"data.{key}: only with data.dataset (NLB mode); without it {instead}")
     if problems:
         raise ConfigError(problems)
 
@@ -119,6 +127,7 @@ class NWBSource:
             if cfg.phase == "test":
                 test_path = test_file_for(cfg)
                 hashes["test"] = self._record("test", test_path)
+            cfg = attrs.evolve(cfg, val_fraction=NLB_VAL_FRACTION if cfg.val_fraction is None else cfg.val_fraction)
             settings = {k: getattr(cfg, k) for k in ("dataset", "bin_ms", "val_fraction", "seed", "behavior_lag_ms",
                                                      "standardize_behavior", "phase")}
             key = cfg.dataset + ("" if cfg.bin_ms == 5 else f"_{cfg.bin_ms}")
