@@ -437,7 +437,7 @@ def run_sweep(
     """Run (or resume) the sweep of config ``raw``; write results.csv and best.yaml; return the sweep dir."""
     require_ray()
     from blend_core.io import write_yaml
-    from blend_core.plugins import AUTOLOAD_ENV
+    from blend_core.plugins import autoload_disabled
     from blend_core.runner import prepare_out_dir
 
     sweep = parse_sweep(raw, plugins.registry, source)
@@ -450,7 +450,7 @@ def run_sweep(
     context = {
         "base": sweep.base, "source": source, "cwd": os.getcwd(), "sweep_dir": str(sweep_dir),
         "plugins": [*plugin_names, *sweep.base.get("plugins", [])],
-        "autoload": os.environ.get(AUTOLOAD_ENV, "") in ("", "0"),
+        "autoload": not autoload_disabled(),  # the driver's reading, passed on to the Ray workers
         "resources": attrs.asdict(sweep.config.resources),
     }
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's console tables off: the table is ours

@@ -95,3 +95,30 @@ def test_autoload_off_loads_only_named_plugins(plugin_dir, monkeypatch):
     assert "tiny" not in load_plugins(entry_points_=eps).registry.names("backbone")
     plugins = load_plugins(["fake"], entry_points_=eps)
     assert "tiny" in plugins.registry.names("backbone") and plugins.failures == []
+
+
+def test_one_parser_of_the_autoload_variable():
+    """Only ``plugins.autoload_disabled`` reads BLEND_DISABLE_PLUGIN_AUTOLOAD (the sweep hands its answer
+    to the Ray workers), so the driver and the workers cannot disagree on a value such as ``false``."""
+    import ast
+    from pathlib import Path
+
+    import blend_core
+
+    def reads_env(node: ast.AST) -> bool:
+        if not isinstance(node, (ast.Call, ast.Subscript)):
+            return False
+        target = node.func if isinstance(node, ast.Call) else node.value
+        text = ast.unparse(target)
+        if not (text.startswith("os.environ") or text == "os.getenv"):
+            return False
+        args = node.args if isinstance(node, ast.Call) else [node.slice]
+        return any(ast.unparse(a) in ("AUTOLOAD_ENV", repr("BLEND_DISABLE_PLUGIN_AUTOLOAD")) for a in args[:1])
+
+    root = Path(blend_core.__file__).parent
+    readers = []
+    for path in sorted(root.rglob("*.py")):
+        for func in ast.walk(ast.parse(path.read_text())):
+            if isinstance(func, ast.FunctionDef) and any(reads_env(n) for n in ast.walk(func)):
+                readers.append(f"{path.relative_to(root)}:{func.name}")
+    assert readers == ["plugins.py:autoload_disabled"]
