@@ -476,33 +476,45 @@ def apply_overrides(
         if not sep or not all(parts):
             raise BlendError(f"--set {item!r}: expected KEY=VALUE, e.g. train.max_epochs=5")
         value = parse_yaml(text, f"--set {short_repr(item)}")
-        node: Any = raw
-        for i, part in enumerate(parts[:-1]):
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-                continue
-            if not isinstance(node, dict):
-                raise BlendError(f"--set {item!r}: {'.'.join(parts[:i])} is not a section")
-            if value is None and not isinstance(node.get(part), (dict, list)):
-                break  # dropping a key that is not there: nothing to do
-            node = node.setdefault(part, {})
-        else:
-            last = parts[-1]
-            if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-                if value is None:
-                    node.pop(int(last))
-                else:
-                    node[int(last)] = value
-            elif isinstance(node, dict):
-                if value is None:
-                    node.pop(last, None)
-                    continue
-                if last == "type" and len(parts) > 1:
-                    _switch_type(node, parts[:-1], value, registry, notes)
-                node[last] = value
-            else:
-                raise BlendError(f"--set {item!r}: {'.'.join(parts[:-1])} is not a section")
+        set_key(raw, key.strip(), value, f"--set {item!r}", registry=registry, notes=notes)
     return raw
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any, where: str, *, registry: Registry | None = None,
+            notes: list[str] | None = None) -> None:
+    """Set the dotted ``key`` of ``raw`` to ``value``, in place: the one setter behind ``--set`` and
+    a sweep's ``params``.
+
+    Numeric parts index lists; missing sections are created; ``None`` drops the key (its
+    default applies). With ``registry``, a section's ``type`` set to another component drops
+    the section's keys that component lacks (``notes`` says which). ``where`` starts each error line.
+    """
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise BlendError(f"{where}: {'.'.join(parts[:i])} is not a section")
+        if value is None and not isinstance(node.get(part), (dict, list)):
+            return  # dropping a key that is not there: nothing to do
+        node = node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        if value is None:
+            node.pop(int(last))
+        else:
+            node[int(last)] = value
+    elif isinstance(node, dict):
+        if value is None:
+            node.pop(last, None)
+            return
+        if last == "type" and len(parts) > 1:
+            _switch_type(node, parts[:-1], value, registry, notes)
+        node[last] = value
+    else:
+        raise BlendError(f"{where}: {'.'.join(parts[:-1])} is not a section")
 
 
 def override_sources(problems: list[str], overrides: list[str], source: str | None) -> list[str | None]:

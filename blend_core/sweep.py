@@ -129,26 +129,11 @@ class Sweep:
 # ------------------------------------------------------------------ parsing and validation
 
 def set_key(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """``raw`` with dotted ``key`` set to ``value`` (a copy); numeric parts index lists."""
+    """``raw`` with dotted ``key`` set to ``value`` (a copy), as ``--set`` would (``config.set_key``)."""
+    from blend_core.config import set_key as set_in_place
+
     out = copy.deepcopy(raw)
-    node: Any = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            if not isinstance(node.get(part, {}), (dict, list)):
-                raise BlendError(f"sweep.params.{key}: {part} is not a section")
-            node = node.setdefault(part, {})
-        else:
-            raise BlendError(f"sweep.params.{key}: {part} is not a section")
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise BlendError(f"sweep.params.{key}: not a key of a section")
+    set_in_place(out, key, value, f"sweep.params.{key}")
     return out
 
 

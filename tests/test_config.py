@@ -107,3 +107,23 @@ def test_bad_override(tiny_raw, item, message):
     with pytest.raises(BlendError) as info:
         apply_overrides(tiny_raw, [item])
     assert str(info.value) == message
+
+
+def test_one_dotted_key_setter_behind_set_and_sweep_params():
+    """``--set KEY=VALUE`` and a sweep's ``params`` set keys the same way (lists indexed, sections
+    created, null drops the key), and refuse a key below a value with the same words."""
+    import copy
+
+    from blend_core.config import apply_overrides
+    from blend_core.errors import BlendError
+    from blend_core.sweep import set_key
+
+    raw = {"distillation": {"losses": [{"type": "hard"}]}, "train": {"lr": 1.0}}
+    for key, value, text in [("distillation.losses.0.weight", 0.5, "0.5"), ("train.lr", None, "null"),
+                             ("output.dir", "x", "x"), ("train.max_epochs", 3, "3")]:
+        assert set_key(raw, key, value) == apply_overrides(copy.deepcopy(raw), [f"{key}={text}"])
+    assert raw == {"distillation": {"losses": [{"type": "hard"}]}, "train": {"lr": 1.0}}  # a copy
+    with pytest.raises(BlendError, match=r"^sweep.params.train.lr.x: train.lr is not a section$"):
+        set_key(raw, "train.lr.x", 1)
+    with pytest.raises(BlendError, match=r"^--set 'train.lr.x=1': train.lr is not a section$"):
+        apply_overrides(copy.deepcopy(raw), ["train.lr.x=1"])

@@ -111,7 +111,7 @@ def test_bad_sweep_sections_name_the_key(tiny_raw, builtin_plugins, tmp_path, ca
 def test_set_key_refuses_a_key_below_a_value(tiny_raw):
     raw = set_key(tiny_raw, "train.lr", 0.1)
     assert raw["train"]["lr"] == 0.1 and "lr" not in tiny_raw["train"]  # a copy
-    with pytest.raises(BlendError, match="sweep.params.train.lr.x: lr is not a section"):
+    with pytest.raises(BlendError, match="sweep.params.train.lr.x: train.lr is not a section"):
         set_key(raw, "train.lr.x", 1)
 
 
