@@ -241,6 +241,7 @@ def cmd_auto(args: argparse.Namespace, config_path: Path, config, plugins) -> in
                        overwrite=args.overwrite or config.output.overwrite, resume=args.resume,
                        address=args.address, plugin_names=args.plugin)
     print(format_summary(summary["final"]) if args.seeds > 1 else format_table(summary["final"]))
+    _print_warnings(Path(out) / "final")
     print(format_auto(summary))
     print(f"\nsearch: {out / 'auto'} (results.csv, best.yaml)\nrun directory: {out / 'final'}")
     return 0
