@@ -135,8 +135,8 @@ def _scalar_metrics(metrics: dict[str, dict[str, Any]]) -> tuple[list[str], list
 # ------------------------------------------------------------------ figures
 
 def _ylim(values: list[float]) -> tuple[float, float] | None:
-    """Limits that show the curves' course, not their first epoch's spike: the range of the values
-    after each curve's first tenth (at least its first epoch), with a margin."""
+    """Limits that fit ``values`` with a 5% margin: given the values after each curve's first
+    tenth of epochs, they show the curves' course rather than their first epochs' steep drop."""
     finite = [v for v in values if np.isfinite(v)]
     if not finite:
         return None
