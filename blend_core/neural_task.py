@@ -126,8 +126,11 @@ class NeuralTask:
         return torch.cat(rates), torch.cat(latents)
 
     def predict(self, model: BlendModel) -> dict[str, Any]:
+        """Rates and latents of every trial, with each trial's index in the data and its split
+        (``train``/``val``/``test``), so that ``predictions.npz`` says which rows are which."""
         rates, latents = self._run(model)
-        return {"rates": rates.cpu().numpy(), "latents": latents.cpu().numpy()}
+        return {"rates": rates.cpu().numpy(), "latents": latents.cpu().numpy(),
+                "trial": np.arange(self.data.n_trials), "split": np.asarray(self.data.split).astype(str)}
 
     def evaluate(self, model: BlendModel, predictions: dict[str, Any] | None = None) -> dict[str, Any]:
         rates = (predictions or self.predict(model))["rates"]

@@ -100,3 +100,11 @@ def test_an_identity_run_gives_embeddings_and_labels(tmp_path):
     assert predicted and all(len(out[k]) == 60 for k in predicted)
     with pytest.raises(BlendError, match="does not take spike arrays; use predictions"):
         run.predict(np.zeros((1, 8, 30)))
+
+
+def test_predictions_say_which_trial_and_split_each_row_is(seeds_run):
+    run = load_run(seeds_run, seed=0)
+    own = run.predictions()
+    np.testing.assert_array_equal(own["trial"], np.arange(len(own["rates"])))
+    np.testing.assert_array_equal(own["split"], run._built.data.split.astype(str))
+    assert set(own["split"]) == {"train", "val", "test"}
