@@ -198,7 +198,7 @@ def run_auto(
         summary["final"] = run_seeds(final_config, plugins, seeds, out_dir=out_dir / "final", resume=resume)
     else:
         summary["final"] = run(final_config, plugins, out_dir=out_dir / "final", resume=resume).metrics
-    release_lock(out_dir)
+    release_lock(out_dir, finished=True)
     return summary
 
 

@@ -170,13 +170,24 @@ def _busy(out_dir: Path, holder: str) -> str:
             "wait for it to finish or use another --out")
 
 
-def release_lock(out_dir: Path) -> None:
-    """Let other processes write to ``out_dir`` again."""
+def release_lock(out_dir: Path, *, finished: bool = False) -> None:
+    """Let other processes write to ``out_dir`` again.
+
+    ``finished``: the run is complete, so its ``run.lock`` is removed rather than left in the
+    results. That happens under the lock beside the directory (:func:`preparing`), which every
+    process holds while it takes ``run.lock``: none can be locking the file being removed.
+    """
     key = out_dir.resolve()
     fd = _HELD.pop(key, None)
     _FRESH.discard(key)
-    if fd is not None:
+    if fd is None:
+        return
+    if not finished:
         os.close(fd)  # closing drops the flock
+        return
+    with preparing(out_dir):
+        (out_dir / LOCK).unlink(missing_ok=True)
+        os.close(fd)
 
 
 def release_all() -> None:

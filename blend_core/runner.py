@@ -155,7 +155,7 @@ def finish_run(
     )
     plugins.manager.hook.blend_run_finished(run=result)
     write_json(out_dir / "metrics.json", {**result.metrics, **({VAL_KEY: result.val_metrics} if result.val_metrics else {})})
-    release_lock(out_dir)
+    release_lock(out_dir, finished=True)  # no run.lock left in a finished run
     return result
 
 
@@ -257,7 +257,7 @@ def run_seeds(
                     for c, d in zip(configs, dirs)]
     summary = summarize(per_seed)
     write_json(out_dir / "summary.json", summary)
-    release_lock(out_dir)
+    release_lock(out_dir, finished=True)
     return summary
 
 

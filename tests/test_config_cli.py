@@ -131,3 +131,4 @@ def test_at_once_on_cpu_says_it_differs_and_silences_the_vmap_warning(tmp_path, 
     assert code == 0
     assert "note: --at-once on a CPU" in err and "differ slightly from sequential seeds" in err
     assert not [w for w in caught if "batching rule" in str(w.message)]
+    assert not list((tmp_path / "r").rglob("run.lock"))  # finished: no lock left in the run or its seeds

@@ -61,6 +61,7 @@ def test_training_to_a_file_writes_few_lines(tmp_path, tiny_config_file, capsys)
                  "--set", "train.max_epochs=3", "--set", "train.progress_seconds=3600"])
     err = capsys.readouterr().err
     assert code == 0 and "\r" not in err
+    assert not (tmp_path / "r" / "run.lock").exists()  # a finished run keeps no lock file
     for role in ("teacher", "student", "baseline"):  # first and last epoch only
         epochs = [line.split()[2] for line in err.splitlines() if line.strip().startswith(f"{role}:")]
         assert epochs == ["1/3", "3/3"]

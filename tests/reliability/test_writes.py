@@ -38,7 +38,7 @@ def test_a_planted_link_is_refused_on_resume_and_its_target_untouched(run_copy, 
     elif not dangling:
         target.write_text("the user's own file\n")
     else:
-        (run / name).unlink()
+        (run / name).unlink(missing_ok=True)  # a finished run keeps no run.lock
     if name != "checkpoints":
         (run / name).unlink(missing_ok=True)
     (run / name).symlink_to(target)
@@ -54,7 +54,7 @@ def test_a_linked_run_lock_is_refused_by_overwrite(run_copy, tmp_path, cli, dige
     config, run = run_copy
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me\n")
-    (run / "run.lock").unlink()
+    (run / "run.lock").unlink(missing_ok=True)  # a finished run keeps no run.lock
     (run / "run.lock").symlink_to(victim)
     code, _, err = cli("run", config, "--out", run, "--overwrite", *FAST)
     assert (code, err) == (2, _link_line(run / "run.lock"))
