@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "positive_finite": "blend_core.validators",
     "non_negative_finite": "blend_core.validators",
     "each": "blend_core.validators",
+    "template": "blend_core.validators",
     "POSITIVE_INT": "blend_core.validators",
     "NON_NEGATIVE": "blend_core.validators",
     "PROBABILITY": "blend_core.validators",
@@ -142,6 +143,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs
         in_range,
         non_negative_finite,
         positive_finite,
+        template,
     )
     from blend_core.testing import (
         BackboneCheckError,

@@ -97,7 +97,8 @@ def _load(args: argparse.Namespace, path: Path):
     if isinstance(raw, dict):  # the plugins the config names (maybe by --set) come first: they add types
         extra = apply_overrides(copy.deepcopy(raw), args.overrides).get("plugins", [])
     plugins = args.plugins
-    if isinstance(extra, list) and any(not plugins.manager.has_plugin(str(n)) for n in extra):
+    extra = [n for n in extra if isinstance(n, str)] if isinstance(extra, list) else []  # others: build_config's line
+    if any(not plugins.manager.has_plugin(n) for n in extra):
         plugins = _plugins(args, extra)  # loaded again only when the config names a plugin not yet loaded
     plugins.registry.check_conflicts()
     if isinstance(raw, dict):

@@ -164,7 +164,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _unknown_key(path: str, key: str, allowed: list[str]) -> str:
+def _unknown_key(path: str, key: Any, allowed: list[str]) -> str:
+    if not isinstance(key, str):  # e.g. `train: {1: 2}`: YAML reads 1 as a number
+        return f"{path}{short_repr(key)}: unknown key (not a name); expected one of: {', '.join(sorted(allowed))}"
     close = difflib.get_close_matches(key, allowed, n=1)
     if close:
         return f"{path}{key}: unknown key; did you mean {close[0]!r}?"
@@ -421,6 +423,8 @@ def read_yaml(path: str | Path) -> Any:
     that is the command's job, not the reader's, so that the config sits below the run directory.
     """
     path = Path(path)
+    if path.is_dir():
+        raise BlendError(f"{path}: is a directory; expected a YAML config file")
     if not path.is_file():
         raise BlendError(f"{path}: config file not found")
     try:

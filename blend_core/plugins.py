@@ -84,6 +84,11 @@ def load_plugins(
 
     eps = list(entry_points(group=ENTRY_POINT_GROUP) if entry_points_ is None else entry_points_)
     wanted = list(extra)
+    for name in wanted:
+        if not isinstance(name, str):  # e.g. `plugins: [{a: 1}]`
+            from blend_core.validators import short_repr
+
+            raise PluginError(f"plugins: expected a list of plugin names, got {short_repr(name)} in it")
     chosen = eps if autoload else [ep for ep in eps if ep.name in wanted]
     for ep in chosen:
         version = _entry_point_version(ep)

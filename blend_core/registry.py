@@ -7,6 +7,7 @@ from typing import Any, Callable
 import attrs
 
 from blend_core.errors import ConfigError, PluginError
+from blend_core.validators import short_repr
 
 # kind -> hook that contributes it; the kind string is also what error messages say.
 KIND_HOOKS: dict[str, str] = {
@@ -115,7 +116,7 @@ class Registry:
             where = f"{path}: " if path else ""
             available = ", ".join(self.names(kind)) or "none"
             raise ConfigError(
-                [f"{where}unknown {kind} {name!r}; available: {available}"]
+                [f"{where}unknown {kind} {short_repr(name)}; available: {available}"]
             ) from None
 
     def by_plugin(self) -> dict[str, list[Component]]:

@@ -85,6 +85,26 @@ def each(validator: Validator) -> Validator:
     return validate
 
 
+def template(*fields: str) -> Validator:
+    """A ``str.format`` pattern that names only ``fields`` (e.g. ``"{stem}_activity.h5ad"``)."""
+    import string
+
+    def validate(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, str):
+            return
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:  # e.g. an unmatched "{"
+            raise FieldError(attribute.name, f"not a valid pattern ({exc}), got {short_repr(value)}") from None
+        unknown = sorted(names - set(fields))
+        if unknown:
+            allowed = ", ".join("{" + f + "}" for f in fields) or "none"
+            raise FieldError(attribute.name, f"unknown placeholder {{{short_repr(unknown[0])[1:-1]}}} in "
+                                             f"{short_repr(value)}; allowed: {allowed}")
+
+    return validate
+
+
 #: common shorthands (attrs' own bounds; wrap in ``attrs.validators.optional`` where None is allowed)
 POSITIVE_INT = attrs.validators.ge(1)
 NON_NEGATIVE = attrs.validators.ge(0)

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Literal
 import attrs
 import numpy as np
 
-from blend_core.api import DataError
+from blend_core.api import DataError, template
 from blend_spatial.data import LabelSet, NeuronIdentityData, Session
 
 SUBCLASSES = ("Lamp5", "Pvalb", "Sncg", "Sst", "Vip")
@@ -33,7 +33,7 @@ class LayoutConfig:
     """Where each field lives in a session's AnnData; defaults follow method.md §6."""
 
     activity: str = "obsm/activity"  #: (neurons, frames)
-    activity_file: str = ""  #: a separate AnnData per session; ``{stem}`` is the session file's stem
+    activity_file: str = attrs.field(default="", validator=template("stem"))  #: a separate AnnData per session; ``{stem}`` is the session file's stem
     frame_times: str = "uns/frame_times"  #: "" if none
     behavior: tuple[str, ...] = ("uns/behavior/running_speed", "uns/behavior/pupil_size")
     behavior_times: str = ""  #: when behavior is sampled on its own clock: interpolated onto frame_times
