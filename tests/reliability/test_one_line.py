@@ -69,7 +69,7 @@ def test_report_drops_a_torn_history_row(run_copy, cli):
     pytest.importorskip("matplotlib")
     _, run = run_copy
     with open(run / "history.csv", "ab") as f:
-        f.write(b"teacher,1,0.5,0.")  # killed mid-row
+        f.write(b"teacher,1,0.5,1e")  # killed mid-row (mid-number: "1e-05")
     code, _, err = cli("report", run)
     assert code == 0, err
 
@@ -86,11 +86,14 @@ def test_report_on_a_folder_that_is_not_a_run_creates_nothing(tmp_path, cli, sna
 # ------------------------------------------------------------------ blend predict
 
 def test_predict_refusing_leaves_no_empty_out(run_copy, tmp_path, cli):
+    """Refused once the model is built (a student of another shape): --out was made before."""
     _, run = run_copy
-    (run / "checkpoints" / "student.pt").write_bytes(b"not a checkpoint")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["backbone"]["d_model"] = 32
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
     out = tmp_path / "preds"
     code, _, err = cli("predict", run, "--out", out)
-    assert code == 2 and "not a readable checkpoint" in err and not out.exists()
+    assert code == 2 and "does not match the trained student's layout" in err and not out.exists()
 
 
 def test_predict_overwrite_needs_blends_marker(run_copy, tmp_path, cli, snapshot):
