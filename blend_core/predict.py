@@ -77,5 +77,5 @@ def predict(
         # a writer that records provenance (config, checkpoint) takes the run directory, wherever --out is
         takes_run_dir = "run_dir" in inspect.signature(writer).parameters
         paths = writer(predictions, out_dir, run_dir=run_dir) if takes_run_dir else writer(predictions, out_dir)
-    release_lock(out_dir)
+    release_lock(out_dir, finished=True)  # the folder keeps its marker and outputs, not the lock
     return paths

@@ -119,7 +119,7 @@ def test_a_killed_predict_does_not_block_the_next(run_copy, tmp_path, cli):
     (out / "predictions.npz").rename(out / ".predictions.npz.ab12cd34.tmp")  # killed before the rename
     code, stdout, err = cli("predict", run, "--out", out)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["predictions.npz", "run.json", "run.lock"]
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.npz", "run.json"]
     assert np.load(stdout.strip())["rates"].ndim == 3
 
 
