@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blend_core.cli import main
+from blend_core.api import run_blend as main
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "nlb" / "mc_maze.yaml"
 
