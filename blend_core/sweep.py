@@ -321,7 +321,9 @@ def _copy_shared(shared_dir: Path, trial_dir: Path, role: str) -> None:
 
 def run_trial(tune_config: dict[str, Any], context: dict[str, Any]) -> None:
     """One trial (Ray Tune's function trainable): a full BLEND run in ``trials/<id>``, resumable."""
-    from blend_core.config import build_config
+    from blend_core.build import load_data, resolve_task
+    from blend_core.config import build_config, resolved_dict
+    from blend_core.io import write_yaml
     from blend_core.rundir import is_run_dir, write_marker
     from blend_core.runner import run
 
@@ -334,12 +336,15 @@ def run_trial(tune_config: dict[str, Any], context: dict[str, Any]) -> None:
     raw = set_key(apply_params(context["base"], trial["params"]), "output.dir", str(trial_dir))
     config = build_config(raw, plugins.registry, source=f"{context['source']} (trial {trial['id']})")
     _threads(config, context)
-    if not is_run_dir(trial_dir):  # a fresh trial: blend's marker first, then the shared roles
+    loaded = load_data(config, plugins.registry)
+    if not is_run_dir(trial_dir):  # a fresh trial: blend's marker and the config first, then the shared roles
         trial_dir.mkdir(parents=True, exist_ok=True)
         write_marker(trial_dir)
+        resolved = resolved_dict(resolve_task(config, plugins.registry, loaded[1]))
+        write_yaml(trial_dir / "config.yaml", resolved)  # as run() saves it: --resume checks against it
     for role, name in trial["shared"].items():
         _copy_shared(sweep_dir / "shared" / name, trial_dir, role)
-    run(config, plugins, out_dir=trial_dir, resume=True)
+    run(config, plugins, out_dir=trial_dir, resume=True, loaded=loaded)
     _write_trial_info(trial_dir, trial, seconds=time.monotonic() - start)
 
 
