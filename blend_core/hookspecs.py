@@ -119,8 +119,9 @@ def blend_run_finished(run: RunResult) -> None:
     this hook.
 
     Calling mode: once per run (per seed with ``--seeds``), after scoring; every
-    implementation is called, in registration order; results are ignored; an exception
-    aborts the run.
+    implementation is called, the last registered first (pluggy's order: entry-point plugins,
+    registered after the built-ins, run before them; ``hookimpl(tryfirst=True)`` or
+    ``trylast=True`` pins a place); results are ignored; an exception aborts the run.
     """
 
 

@@ -122,3 +122,24 @@ def test_one_parser_of_the_autoload_variable():
             if isinstance(func, ast.FunctionDef) and any(reads_env(n) for n in ast.walk(func)):
                 readers.append(f"{path.relative_to(root)}:{func.name}")
     assert readers == ["plugins.py:autoload_disabled"]
+
+
+def test_run_finished_hooks_run_last_registered_first(tmp_path, monkeypatch):
+    """What hookspecs and docs/plugins.md promise: pluggy calls the last registered plugin first."""
+    for name in ("first_order_plugin", "second_order_plugin"):
+        (tmp_path / f"{name}.py").write_text(
+            "from blend_core import hookimpl\n"
+            "@hookimpl\n"
+            f"def blend_run_finished(run):\n    run.calls.append({name!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        plugins = load_plugins(autoload=True, entry_points_=[ep("first", "first_order_plugin"),
+                                                              ep("second", "second_order_plugin")])
+        from types import SimpleNamespace
+
+        run = SimpleNamespace(data=None, calls=[])  # no data: the built-in report-data hook writes nothing
+        plugins.manager.hook.blend_run_finished(run=run)
+        assert run.calls == ["second_order_plugin", "first_order_plugin"]
+    finally:
+        for name in ("first_order_plugin", "second_order_plugin"):
+            sys.modules.pop(name, None)
