@@ -35,8 +35,6 @@ class NeuralTask:
     """Holds a NeuralData's arrays on the training device and batches them by index."""
 
     def __init__(self, config: MaskedModelingConfig, data: NeuralData, device: torch.device) -> None:
-        if not 0 <= config.mask_ratio < 1:
-            raise ValueError(f"task.mask_ratio: expected a value in [0, 1), got {config.mask_ratio}")
         self.config, self.data, self.device = config, data, device
         n_in = data.n_heldin
         spikes = np.concatenate([data.heldin, data.heldout], axis=2)
@@ -85,7 +83,7 @@ class NeuralTask:
         behavior = self.behavior[batch] if self.behavior is not None else None
         n, bins = x.shape[:2]
         loss_mask = self.observed[batch]  # indexing copies
-        if generator is None or self.config.mask_ratio == 0:
+        if generator is None:  # in order and unmasked (mask_ratio is in (0, 1): its validator)
             return Inputs(x=x, behavior=behavior, meta={"loss_mask": loss_mask})
         masked = self._bin_mask(n, generator)
         visible = torch.zeros(n, bins, dtype=torch.bool, device=self.device)  # forward bins are never visible

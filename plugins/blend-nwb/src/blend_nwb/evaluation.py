@@ -22,8 +22,6 @@ from blend_nwb.nlb import SPECS
 
 DATASETS = tuple(SPECS)  #: the NLB dataset names (one table: ``blend_nwb.nlb.SPECS``)
 DATASET_KEYS = tuple(d + suffix for d in DATASETS for suffix in ("", "_20"))  #: groups in the files
-SUBMISSION_KEYS = ("train_rates_heldin", "train_rates_heldout", "eval_rates_heldin", "eval_rates_heldout",
-                   "eval_rates_heldin_forward", "eval_rates_heldout_forward")
 
 
 # ------------------------------------------------------------------ files

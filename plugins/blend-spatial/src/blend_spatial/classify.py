@@ -68,19 +68,7 @@ def fit_predict(
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Top-1 accuracy, macro-F1 over ``labels``, confusion matrix (rows: true) and support, JSON-ready."""
-    try:
-        from blend_core.api import classification_scores as core_scores
-    except ImportError:  # an older blend-core
-        core_scores = None
-    if core_scores is not None:
-        out = core_scores(y_true, y_pred, labels)
-    else:
-        from sklearn.metrics import confusion_matrix, f1_score
+    from blend_core.api import classification_scores as core_scores
 
-        out = {
-            "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
-            "macro F1": float(f1_score(y_true, y_pred, labels=list(labels), average="macro", zero_division=0)),
-            "confusion": confusion_matrix(y_true, y_pred, labels=list(labels)).tolist(),
-            "support": [int(np.sum(y_true == c)) for c in labels],
-        }
+    out = core_scores(y_true, y_pred, labels)
     return {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
