@@ -9,6 +9,7 @@ the highest floor it imports. The floors are what
 
     python scripts/import_floors.py              # floors of blend_core and both plugins
     python scripts/import_floors.py blend_core   # one package
+    python scripts/import_floors.py --markdown   # blend_core's table in docs/architecture.md
 """
 
 from __future__ import annotations
@@ -153,7 +154,20 @@ def floors(edges: dict[str, set[str]]) -> dict[str, int]:
     return {m: floor(m) for m in edges}
 
 
+def markdown(package: str = "blend_core") -> str:
+    """The floor table of ``package`` as docs/architecture.md shows it (top floor first)."""
+    by_floor: dict[int, list[str]] = {}
+    for m, f in floors(graph(package, PACKAGES[package], typing=False)).items():
+        by_floor.setdefault(f, []).append(m.removeprefix(f"{package}.") if m != package else f"{package}/__init__")
+    rows = ["| floor | modules |", "|---|---|"]
+    rows += [f"| {f} | {', '.join(f'`{m}`' for m in sorted(by_floor[f]))} |" for f in sorted(by_floor, reverse=True)]
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--markdown"]:
+        print(markdown(), end="")
+        return 0
     for package in argv or list(PACKAGES):
         edges = graph(package, PACKAGES[package])
         found = cycles(edges)

@@ -40,3 +40,12 @@ def test_a_lazy_import_cycle_is_found(tmp_path):
     assert floors_mod.cycles(edges) == [["pkg.a", "pkg.b"]]
     with pytest.raises(ValueError, match="import cycle"):
         floors_mod.floors(edges)
+
+
+def test_the_architecture_page_shows_todays_floors():
+    """docs/architecture.md's floor table is the one the code gives (regenerate it if this fails)."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    start = page.index("<!-- floors:")
+    table = page[page.index("\n", start) + 1: page.index("<!-- end floors -->")]
+    assert table == floors_mod.markdown(), (
+        "docs/architecture.md is out of date: paste the output of `python scripts/import_floors.py --markdown`")
