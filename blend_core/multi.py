@@ -35,8 +35,8 @@ from blend_core.errors import BlendError
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.task import Task
 from blend_core.training import (
-    EarlyStopping, FitResult, Objective, add_terms, autocast, check_finite, epoch_records, format_record, make_generator,
-    make_optimizer, make_scheduler,
+    EarlyStopping, FitResult, Objective, add_terms, autocast, check_finite, epoch_records, format_record,
+    make_generator, make_optimizer, make_scheduler,
 )
 
 log = logging.getLogger("blend")

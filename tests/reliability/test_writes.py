@@ -17,7 +17,8 @@ FAST = ["--set", "train.max_epochs=1"]
 
 
 def _link_line(path) -> str:
-    return f"error: {path}: is a symbolic link; blend writes only regular files it creates (remove the link, or use a new --out)\n"
+    return (f"error: {path}: is a symbolic link; blend writes only regular files it creates "
+            "(remove the link, or use a new --out)\n")
 
 
 def _inside_line(path) -> str:

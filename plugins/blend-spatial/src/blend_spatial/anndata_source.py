@@ -33,7 +33,8 @@ class LayoutConfig:
     """Where each field lives in a session's AnnData; defaults follow method.md §6."""
 
     activity: str = "obsm/activity"  #: (neurons, frames)
-    activity_file: str = attrs.field(default="", validator=template("stem"))  #: a separate AnnData per session; ``{stem}`` is the session file's stem
+    #: a separate AnnData per session; ``{stem}`` is the session file's stem
+    activity_file: str = attrs.field(default="", validator=template("stem"))
     frame_times: str = "uns/frame_times"  #: "" if none
     behavior: tuple[str, ...] = ("uns/behavior/running_speed", "uns/behavior/pupil_size")
     behavior_times: str = ""  #: when behavior is sampled on its own clock: interpolated onto frame_times
