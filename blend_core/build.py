@@ -13,6 +13,7 @@ from blend_core.errors import ConfigError, DataError, PluginError
 from blend_core.model import BlendModel, FeatureDims, fused_dims
 from blend_core.registry import Registry
 from blend_core.results import RunResult  # noqa: F401  (where runner and older plugins import it)
+from blend_core.roles import role as role_record
 from blend_core.task import DataSource, Task
 from blend_core.training import Objective
 
@@ -68,7 +69,7 @@ def build_task(config: Config, registry: Registry, data: Any, device: torch.devi
 
 def backbone_selection(config: Config, role: str) -> tuple[Selected, str]:
     """The backbone ``role`` uses and its config section: the teacher's own (``teacher:``) or ``backbone``."""
-    if role == "teacher" and config.teacher is not None:
+    if role_record(role).privileged and config.teacher is not None:
         return config.teacher, "teacher"
     return config.backbone, "backbone"
 
@@ -102,11 +103,14 @@ def build_role(
 ) -> tuple[BlendModel, Objective]:
     """A freshly initialised model for ``role`` (seeded by ``train.seed``) and its objective.
 
-    Only the teacher sees behavior; only the student has a teacher to distil from.
+    The role's record says which model it is (the teacher's or the student's architecture) and
+    whether it distils from a teacher (``blend_core.roles``). A blind control teacher's wrapper
+    is ``blend_core.controls``'.
     """
+    record = role_record(role)
     torch.manual_seed(config.train.seed)
-    model = build_model(config, registry, task, privileged=role == "teacher").to(device)
-    if role != "student":
+    model = build_model(config, registry, task, privileged=record.privileged).to(device)
+    if record.teacher is None:
         return model, Objective(task)
     distiller = build_distiller(config, registry, model, teacher).to(device)
     return model, Objective(task, teacher, distiller, config.distillation.alpha)

@@ -21,6 +21,7 @@ from cattrs.errors import (
 import blend_core.validators as v
 from blend_core.errors import BlendError, ConfigError
 from blend_core.registry import Registry
+from blend_core.roles import CONTROLS as ROLE_CONTROLS
 from blend_core.validators import FieldError, short_repr
 from blend_core.yamltext import MAX_YAML_NODES, StrictLoader, parse_yaml  # noqa: F401  (this module's API)
 
@@ -328,7 +329,7 @@ def _teacher(raw: Any, backbone: Any, registry: Registry, problems: list[str]) -
 
 
 #: control experiments a run can add (``controls: [self]``; see ``blend_core.controls``)
-CONTROLS = ("self",)
+CONTROLS = tuple(ROLE_CONTROLS)  #: their roles: blend_core.roles.CONTROLS
 
 
 def _controls(raw: Any, problems: list[str]) -> tuple[str, ...]:

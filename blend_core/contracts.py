@@ -18,6 +18,7 @@ import attrs
 import torch
 
 from blend_core.build import backbone_selection, build_distiller, build_model
+from blend_core.roles import role as role_record
 from blend_core.config import Config
 from blend_core.errors import BlendError, ConfigError
 from blend_core.model import BlendModel, Inputs, ModelOutput
@@ -96,7 +97,7 @@ def _role_output(
     sel, section = backbone_selection(config, role)
     label = _label(section, registry.get("backbone", sel.type, f"{section}.type"), registry)
     try:
-        model = build_model(config, registry, task, privileged=role == "teacher").to(device).eval()
+        model = build_model(config, registry, task, privileged=role_record(role).privileged).to(device).eval()
     except BlendError:
         raise
     except Exception as exc:

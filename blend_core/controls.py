@@ -25,13 +25,13 @@ from blend_core.build import build_role
 from blend_core.config import Config
 from blend_core.model import BlendModel, Inputs, ModelOutput
 from blend_core.registry import Registry
+from blend_core.roles import CONTROLS, MAIN
+from blend_core.roles import role as role_record
 from blend_core.task import Task
 from blend_core.training import Objective
 
-#: the roles each control adds, in training order
-CONTROL_ROLES = {"self": ("control_teacher", "control_student")}
-#: the role each control role is built as, and the role it distils from (None: trained alone)
-BUILT_AS = {"control_teacher": ("teacher", None), "control_student": ("student", "control_teacher")}
+#: the roles each control adds, in training order (their records: ``blend_core.roles``)
+CONTROL_ROLES = CONTROLS
 
 
 class WithoutBehavior(BlendModel):
@@ -46,7 +46,7 @@ class WithoutBehavior(BlendModel):
 def roles(config: Config) -> tuple[str, ...]:
     """Every role a run trains: teacher, student, baseline, then the configured controls' roles."""
     extra = [role for control in config.controls for role in CONTROL_ROLES[control]]
-    return ("teacher", "student", "baseline", *extra)
+    return (*MAIN, *extra)
 
 
 def teacher_roles(config: Config) -> set[str]:
@@ -56,19 +56,15 @@ def teacher_roles(config: Config) -> set[str]:
 
 def teacher_of(role: str) -> str | None:
     """The role that ``role`` distils from (None for a role trained without a teacher)."""
-    if role == "student":
-        return "teacher"
-    return BUILT_AS.get(role, (None, None))[1]
+    return role_record(role).teacher
 
 
 def build_any_role(
     role: str, config: Config, registry: Registry, task: Task, device: torch.device,
     teacher: BlendModel | None = None,
 ) -> tuple[BlendModel, Objective]:
-    """``build.build_role`` for the main roles and for the control roles."""
-    if role not in BUILT_AS:
-        return build_role(role, config, registry, task, device, teacher)
-    model, objective = build_role(BUILT_AS[role][0], config, registry, task, device, teacher)
-    if role == "control_teacher":
+    """``build.build_role``, with a blind role's model (the teacher's, shown no behavior) wrapped."""
+    model, objective = build_role(role, config, registry, task, device, teacher)
+    if role_record(role).blind:
         model = WithoutBehavior(model.backbone, model.encoder, model.fusion)
     return model, objective

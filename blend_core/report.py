@@ -22,9 +22,9 @@ import yaml
 from blend_core.builtin.tracking import read_history  # noqa: F401  (this module's API: figures read it)
 from blend_core.errors import BlendError
 from blend_core.files import refuse_link
+from blend_core.roles import ROLE_ORDER  # display order, from the roles' records
 
 INSTALL_HINT = "blend report needs matplotlib: pip install 'blend-core[report]' (or: pip install 'matplotlib>=3.7')"
-ROLE_ORDER = ("teacher", "student", "baseline", "control_teacher", "control_student")
 #: metrics of the teacher that are not comparable: it is given behavior as input
 TEACHER_SEES = ("vel R2",)
 

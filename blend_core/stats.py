@@ -14,6 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from blend_core.roles import ROLES
+
 CONFIDENCE = 0.95
 #: paired differences reported over seeds, when both roles are present: (minuend, subtrahend)
 COMPARISONS: tuple[tuple[str, str], ...] = (
@@ -23,7 +25,7 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
 )
 #: metrics that decode behavior, and the roles given behavior as input: those cells are not comparable
 BEHAVIOR_METRICS: tuple[str, ...] = ("vel R2",)
-SEES_BEHAVIOR: tuple[str, ...] = ("teacher",)
+SEES_BEHAVIOR: tuple[str, ...] = tuple(r.name for r in ROLES.values() if r.sees_behavior)
 NOT_COMPARABLE_NOTE = ("* not comparable: the teacher is given behavior as input, so its behavior "
                        "decoding (vel R2) can exceed even an oracle's")
 
