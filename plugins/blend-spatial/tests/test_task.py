@@ -224,13 +224,11 @@ def test_without_behavior_there_is_one_reference_row(data):
 
 
 def test_by_default_an_epoch_covers_each_neurons_training_frames_once(data):
-    from blend_core.api import DataError
-
     t = NeuronIdentityTask(NeuronIdentityConfig(window=16), data, CPU)  # 640 training frames of 800
     samples = torch.cat(list(t.batches("train", 256, torch.Generator().manual_seed(0))))
     assert torch.equal(torch.bincount(samples[:, 0]), torch.full((data.n_neurons,), 640 // 16))
-    with pytest.raises(DataError, match=r"task.windows_per_neuron: expected a positive number \(or null\), got 0"):
-        NeuronIdentityTask(NeuronIdentityConfig(window=16, windows_per_neuron=0), data, CPU)
+    with pytest.raises(ValueError, match=r"'windows_per_neuron' must be >= 1: 0"):  # the config's validator
+        NeuronIdentityConfig(window=16, windows_per_neuron=0)
 
 
 def test_normalize_per_neuron_per_session_or_not(data):
@@ -262,6 +260,21 @@ def test_normalize_rejects_an_unknown_mode(tmp_path):
                     "backbone: {type: neuprint}\n")
     with pytest.raises(BlendError, match=r"task.normalize: expected one of 'neuron', 'session', 'none'"):
         load_config(path, load_plugins().registry)
+
+
+def test_bad_task_values_are_one_line_naming_the_key(tmp_path):
+    """The task's config class validates with blend's public validators: refused before any data is read."""
+    from blend_core.api import ConfigError, load_config, load_plugins
+
+    path = tmp_path / "c.yaml"
+    for options, line in [("val_fraction: 1.0", "task.val_fraction: must be in (0.0, 1.0), got 1.0"),
+                          ("windows_per_neuron: 0", "task.windows_per_neuron: must be >= 1, got 0"),
+                          ("radius_um: -5", "task.radius_um: must be a finite number > 0, got -5.0")]:
+        path.write_text(f"data: {{type: spatial_synthetic}}\ntask: {{type: neuron_identity, {options}}}\n"
+                        "backbone: {type: neuprint}\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(path, load_plugins().registry)
+        assert err.value.problems == [line]
 
 
 def test_svm_separates_a_class_that_lies_between_the_others():

@@ -21,7 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blend_core.api import BlendModel, DataError, Inputs, ModelDims, ModelOutput
+from blend_core.api import (
+    POSITIVE_INT,
+    BlendModel,
+    DataError,
+    Inputs,
+    ModelDims,
+    ModelOutput,
+    in_range,
+    positive_finite,
+)
 from blend_spatial.classify import classification_scores, fit_predict
 from blend_spatial.data import NeuronIdentityData
 from blend_spatial.features import activity_features, neighbours
@@ -31,13 +40,13 @@ POPULATION_INPUTS = ("population mean", "population std", "neighbour mean", "nei
 
 @attrs.frozen(kw_only=True)
 class NeuronIdentityConfig:
-    window: int = 16  #: frames of a neuron's own past the model sees (8 and 32 scored alike; 16 halves 32's cost)
+    window: int = attrs.field(default=16, validator=POSITIVE_INT)  #: frames of a neuron's own past the model sees (8 and 32 scored alike; 16 halves 32's cost)
     #: training windows per neuron per epoch; None: enough to cover a neuron's training frames once
     #: (so that an epoch is one pass over the data, whatever the recording length)
-    windows_per_neuron: int | None = None
-    val_fraction: float = 0.2  #: last share of each session's frames, for validation windows
-    val_windows_per_neuron: int = 4
-    radius_um: float = 65.0  #: neighbours: other neurons of the session within this distance
+    windows_per_neuron: int | None = attrs.field(default=None, validator=attrs.validators.optional(POSITIVE_INT))
+    val_fraction: float = attrs.field(default=0.2, validator=in_range(0.0, 1.0, low_open=True, high_open=True))  #: last share of each session's frames, for validation windows
+    val_windows_per_neuron: int = attrs.field(default=4, validator=POSITIVE_INT)
+    radius_um: float = attrs.field(default=65.0, validator=positive_finite())  #: neighbours: other neurons of the session within this distance
     #: z-score activity with training-frame statistics: of each ``neuron``, or of its ``session`` (one
     #: mean and s.d. for all its neurons, so that neurons keep their relative amplitudes), or ``none``
     normalize: Literal["neuron", "session", "none"] = "neuron"
@@ -50,10 +59,10 @@ class NeuronIdentityConfig:
     #: (a neuron's rate and amplitude) still reaches the classifier
     classifier_input: Literal["embedding", "embedding+features"] = "embedding"
     class_weight: Literal["balanced", "none"] = "balanced"  #: logistic and svm
-    svm_c: float = 1.0  #: svm only: the RBF SVM's regularisation C
-    knn_neighbors: int = 10
-    mlp_hidden: int = 64
-    eval_batch_size: int = 1024
+    svm_c: float = attrs.field(default=1.0, validator=positive_finite())  #: svm only: the RBF SVM's regularisation C
+    knn_neighbors: int = attrs.field(default=10, validator=POSITIVE_INT)
+    mlp_hidden: int = attrs.field(default=64, validator=POSITIVE_INT)
+    eval_batch_size: int = attrs.field(default=1024, validator=POSITIVE_INT)
 
 
 class NeuronIdentityTask:
@@ -68,8 +77,6 @@ class NeuronIdentityTask:
     def __init__(self, config: NeuronIdentityConfig, data: NeuronIdentityData, device: torch.device) -> None:
         if not isinstance(data, NeuronIdentityData):
             raise DataError(f"task 'neuron_identity' needs neuron-identity data, got {type(data).__name__}")
-        if not 0 < config.val_fraction < 1:
-            raise DataError(f"task.val_fraction: expected a value in (0, 1), got {config.val_fraction}")
         self.config, self.data, self.device = config, data, device
         self._features: np.ndarray | None = None  #: activity statistics, computed on first use
         W = config.window
@@ -126,8 +133,6 @@ class NeuronIdentityTask:
             "test": torch.as_tensor(np.flatnonzero(data.split == "test"), device=device),
         }
         self.offsets = torch.arange(W + 1, device=device)
-        if config.windows_per_neuron is not None and config.windows_per_neuron < 1:
-            raise DataError(f"task.windows_per_neuron: expected a positive number (or null), got {config.windows_per_neuron}")
         self.train_windows = config.windows_per_neuron or max(1, int(np.ceil(train_end.mean() / W)))
         self.behavior_dim = data.behavior_dim
         self.dims = ModelDims(
