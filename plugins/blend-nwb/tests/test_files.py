@@ -195,3 +195,15 @@ def test_infinite_trial_behavior(nlb_files, tmp_path):
     with pytest.raises(DataError) as exc:
         load_nlb(path, "dmfc_rsg")
     assert "intervals/trials/tp" in _one_line(exc) and "f.nwb" in str(exc.value)
+
+
+def test_the_config_is_checked_once_per_source(nlb_files, monkeypatch):
+    """check_config runs when the source is made, not again at load (it ran twice per source)."""
+    import blend_nwb.source as source
+
+    calls = []
+    real = source.check_config
+    monkeypatch.setattr(source, "check_config", lambda cfg: (calls.append(cfg), real(cfg)))
+    src = build_source(NWBConfig(path=str(nlb_files["mc_maze"]), window_ms=(0, 500)))
+    src.load()
+    assert len(calls) == 1

@@ -99,6 +99,9 @@ class NWBSource:
     result: Any = None  #: NLBResult (NLB mode) or GenericResult
     files: dict[str, dict[str, Any]] = attrs.Factory(dict)  #: role -> {path, sha256, bytes}
 
+    def __attrs_post_init__(self) -> None:
+        check_config(self.config)  # once per source, however it is built: before any file is read
+
     @property
     def data(self) -> NeuralData | None:
         return None if self.result is None else self.result.data
@@ -119,7 +122,6 @@ class NWBSource:
 
     def load(self) -> NeuralData:
         cfg = self.config
-        check_config(cfg)
         path = Path(cfg.path)
         hashes = {"train": self._record("train" if cfg.dataset else "session", path)}
         if cfg.dataset is not None:
@@ -156,5 +158,4 @@ class NWBSource:
 
 
 def build_source(config: NWBConfig) -> NWBSource:
-    check_config(config)
-    return NWBSource(config)
+    return NWBSource(config)  # checks the config
