@@ -190,7 +190,8 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 def test_interrupted_sweep_resumes_without_redoing_finished_trials(resumed_sweep):
     interrupted = resumed_sweep["interrupted"]
     assert interrupted["code"] == 130, interrupted["stderr"][-2000:]
-    assert "continue with --resume" in interrupted["stderr"]
+    last = interrupted["stderr"].strip().splitlines()[-1]  # the exact command that continues the sweep
+    assert last.startswith("interrupted; continue with: blend sweep ") and last.endswith(" --resume"), last
     statuses = [r["status"] for r in interrupted["rows"]]
     assert "finished" in statuses and any(s in ("interrupted", "pending") for s in statuses), statuses
     assert resumed_sweep["code"] == 0
