@@ -194,10 +194,11 @@ def run_auto(
     write_text(result.best, header + yaml.safe_dump(json.loads(json.dumps(final)), sort_keys=False))
     write_json(out_dir / "auto" / "auto.json", summary)
     final_config = build_config(final, plugins.registry, source=str(result.best))
+    again = resume and (out_dir / "final").exists()  # --resume: continue the final run if it had started
     if seeds > 1:
-        summary["final"] = run_seeds(final_config, plugins, seeds, out_dir=out_dir / "final", resume=resume)
+        summary["final"] = run_seeds(final_config, plugins, seeds, out_dir=out_dir / "final", resume=again)
     else:
-        summary["final"] = run(final_config, plugins, out_dir=out_dir / "final", resume=resume).metrics
+        summary["final"] = run(final_config, plugins, out_dir=out_dir / "final", resume=again).metrics
     release_lock(out_dir, finished=True)
     return summary
 
