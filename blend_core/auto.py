@@ -117,13 +117,22 @@ def search_space(base: dict[str, Any], task: str, auto: AutoConfig, registry: An
     return space
 
 
-def sweep_raw(raw: dict[str, Any], task: str, auto: AutoConfig, registry: Any) -> dict[str, Any]:
+def default_metric(task: str, data: Any = None) -> str:
+    """The ROLE/METRIC that ranks trials by default: ``METRICS[task]``; for neuron identity, the accuracy
+    of the data's last label set (the finest, e.g. subclass), whatever it is called."""
+    labels = getattr(data, "labels", ())
+    if task == "neuron_identity" and labels:
+        return f"student/accuracy ({labels[-1].name})"
+    return METRICS.get(task, "student/co-bps")
+
+
+def sweep_raw(raw: dict[str, Any], task: str, auto: AutoConfig, registry: Any, data: Any = None) -> dict[str, Any]:
     """The config of the search: the given one, without ``auto:``, plus a random ASHA ``sweep:`` section."""
     base = {k: v for k, v in raw.items() if k not in ("auto", "sweep")}
     return {**base, "sweep": {
         "method": "random", "num_samples": auto.trials, "seed": auto.seed,
         "params": search_space(base, task, auto, registry),
-        "metric": auto.metric or METRICS.get(task, "student/co-bps"), "mode": "max",
+        "metric": auto.metric or default_metric(task, data), "mode": "max",
         "scheduler": "asha", "grace_period": auto.grace_period, "reduction_factor": auto.reduction_factor,
         "resources": {"cpu": auto.cpus_per_trial, "gpu": auto.gpus_per_trial},
         "budget_minutes": auto.budget_minutes,
@@ -165,7 +174,7 @@ def run_auto(
     config = build_config({k: v for k, v in raw.items() if k != "auto"}, plugins.registry, source=source)
     _, data = load_data(config, plugins.registry)
     task = task_selection(config, plugins.registry, data).type
-    search = sweep_raw(raw, task, auto, plugins.registry)
+    search = sweep_raw(raw, task, auto, plugins.registry, data)
     out_dir = Path(out_dir).resolve()
     prepare_out_dir(out_dir, overwrite=overwrite, resume=resume)
     started = time.monotonic()
