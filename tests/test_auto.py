@@ -51,6 +51,16 @@ def test_the_bar_is_the_best_reference_row_on_the_validation_split():
     assert the_bar(row, "student/vel R2") is None
 
 
+def test_the_default_metric_per_task():
+    from types import SimpleNamespace
+
+    from blend_core.auto import default_metric
+
+    assert default_metric("neural") == "student/co-bps"
+    data = SimpleNamespace(labels=(SimpleNamespace(name="EC/IN"), SimpleNamespace(name="type")))
+    assert default_metric("neuron_identity", data) == "student/accuracy (type)"
+
+
 def test_address_needs_auto(tiny_config_file, capsys):
     assert main(["run", str(tiny_config_file), "--address", "localhost:6379"]) == 2
     assert "--address: only with --auto" in capsys.readouterr().err
