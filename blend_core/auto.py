@@ -129,6 +129,8 @@ def default_metric(task: str, data: Any = None) -> str:
 def sweep_raw(raw: dict[str, Any], task: str, auto: AutoConfig, registry: Any, data: Any = None) -> dict[str, Any]:
     """The config of the search: the given one, without ``auto:``, plus a random ASHA ``sweep:`` section."""
     base = {k: v for k, v in raw.items() if k not in ("auto", "sweep")}
+    if task in SPACES:  # ASHA compares trials on the validation score: losses under other mask ratios do not compare
+        base = {**base, "train": {"monitor": "score", **(base.get("train") or {})}}
     return {**base, "sweep": {
         "method": "random", "num_samples": auto.trials, "seed": auto.seed,
         "params": search_space(base, task, auto, registry),

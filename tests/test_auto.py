@@ -110,6 +110,7 @@ def test_auto_searches_then_runs_the_chosen_settings_and_never_reads_the_scored_
     best = yaml.safe_load((out / "auto" / "best.yaml").read_text())
     assert "auto" not in best and "sweep" not in best and best["output"]["dir"] == str(out.resolve() / "final")
     assert best["distillation"]["alpha"] == summary["chosen"]["params"]["distillation.alpha"]
+    assert best["train"]["monitor"] == "score"  # ASHA compared the trials on their validation score
     # honest: the shuffled run chose the same settings and trained the same final weights
     final = json.loads((out / "final" / "metrics.json").read_text())
     shuffled = json.loads((outs[True] / "final" / "metrics.json").read_text())
