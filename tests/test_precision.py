@@ -50,3 +50,32 @@ def test_the_run_records_the_precision_it_trains_in(monkeypatch, tiny_raw, built
     record = compute_used(config)
     assert record["precision_asked"] == "auto" and record["precision"] == want and record["device"] == "cpu"
     assert record["cpu_fast_bf16"] is fast_bf16
+
+
+@pytest.mark.slow  # three short trainings: about a minute on a loaded 2-core machine
+def test_bf16_training_scores_like_fp32_within_seed_noise(tiny_raw, builtin_plugins):
+    """A tiny model trained in bf16 scores (fp32 inference, NLB metrics) as fp32 does, up to seed noise."""
+    import attrs
+
+    from blend_core.build import build_model, build_task
+    from blend_core.synthetic import generate
+    from blend_core.training import Objective, fit
+
+    tiny_raw["data"].update(n_trials=96)
+    tiny_raw["train"].update(max_epochs=30, patience=100, warmup_steps=5, lr=5e-3)
+    registry = builtin_plugins.registry
+    config = build_config(tiny_raw, registry)
+    task = build_task(config, registry, generate(config.data.options), CPU)
+
+    def score(precision: str, seed: int) -> dict[str, float]:
+        torch.manual_seed(seed)
+        model = build_model(config, registry, task, privileged=False)
+        train = attrs.evolve(config.train, precision=precision, seed=seed)
+        result = fit(model, task, train, CPU, role=precision, objective=Objective(task))
+        model.load_state_dict(result.best_state)
+        return task.evaluate(model)
+
+    fp32, bf16, other_seed = score("fp32", 0), score("bf16", 0), score("fp32", 1)
+    for metric in ("co-bps", "fp-bps", "psth R2"):
+        noise = abs(other_seed[metric] - fp32[metric])
+        assert abs(bf16[metric] - fp32[metric]) <= 2 * noise + 0.01, (metric, fp32, bf16, other_seed)
