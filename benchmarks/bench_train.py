@@ -173,6 +173,7 @@ def time_one(name: str, config: Config, registry, task: TimedTask, device: torch
     task.mark()
     params = sum(p.numel() for p in model.parameters())
     row = summarize(name, task.epoch_seconds(), warmup, 1, n_train, steps, params, _peak_mb(device))
+    row["precision"] = resolve_precision(device, config.train.precision, model)
     return row, model.eval()
 
 
@@ -189,8 +190,10 @@ def time_many(k: int, config: Config, registry, task: TimedTask, device: torch.d
     fit_many(models, task, config.train, device, role=f"baseline x{k}", objectives=[Objective(task)] * k)
     task.mark()
     params = sum(p.numel() for p in models[0].parameters())
-    return summarize(f"baseline x{k} (multi)", task.epoch_seconds(), warmup, k, n_train, steps, params,
-                     _peak_mb(device))
+    row = summarize(f"baseline x{k} (multi)", task.epoch_seconds(), warmup, k, n_train, steps, params,
+                    _peak_mb(device))
+    row["precision"] = resolve_precision(device, config.train.precision)  # fit_many: no per-model choice
+    return row
 
 
 def device_name(device: torch.device) -> str:
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                "dropout_attention")},
             "batch_size": bs, "train_trials": n_train, "steps_per_epoch": steps, "epochs": args.epochs,
             "warmup_epochs": args.warmup, "eval_every": args.eval_every, "precision": args.precision,
-            "precision_used": resolve_precision(device, args.precision), "cpu_fast_bf16": cpu_has_fast_bf16(),
+            "cpu_fast_bf16": cpu_has_fast_bf16(),
             "compile": args.compile, "many": args.many, "threads": torch.get_num_threads(),
             "full_budget_epochs": FULL_BUDGET_EPOCHS,
         },
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print()
     print(f"{report['device_name']} · torch {torch.__version__} · precision {args.precision}"
-          f" ({report['settings']['precision_used']})"
+          f" ({', '.join(sorted({r['precision'] for r in rows}))})"
           f"{' · compile' if args.compile else ''} · {n_train} train trials, batch {bs}, {steps} steps/epoch")
     print(format_table(rows))
     for name, hours in projected.items():

@@ -97,17 +97,19 @@ def provenance(config: Config, plugins: Any, data: Any = None) -> dict[str, Any]
 
 
 def compute_used(config: Config) -> dict[str, Any]:
-    """The device and the precision the run trains in (``train.precision: auto`` resolved here)."""
+    """The device and the precision the run trains in (``train.precision: auto`` resolved here;
+    on a CPU with native bf16 it depends on each model's width: each role logs its own)."""
     import torch
 
-    from blend_core.training import cpu_has_fast_bf16, resolve_device, resolve_precision
+    from blend_core.training import CPU_BF16_MIN_WIDTH, cpu_has_fast_bf16, resolve_device, resolve_precision
 
     device = resolve_device(config.train.device)
-    return {
-        "device": device.type, "precision_asked": config.train.precision,
-        "precision": resolve_precision(device, config.train.precision),
-        "cpu_fast_bf16": cpu_has_fast_bf16(), "threads": torch.get_num_threads(),
-    }
+    asked, fast = config.train.precision, cpu_has_fast_bf16()
+    precision = resolve_precision(device, asked)
+    if asked == "auto" and device.type == "cpu" and fast:
+        precision = f"bf16 for models with a linear layer >= {CPU_BF16_MIN_WIDTH} wide, else fp32"
+    return {"device": device.type, "precision_asked": asked, "precision": precision,
+            "cpu_fast_bf16": fast, "threads": torch.get_num_threads()}
 
 
 def input_digests(source: Any) -> list[dict[str, Any]]:

@@ -55,22 +55,36 @@ def cpu_has_fast_bf16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def resolve_precision(device: torch.device, precision: str) -> str:
-    """``train.precision`` made concrete: ``"bf16"`` (autocast) or ``"fp32"``.
+#: bf16 autocast pays on CPU only for models this wide (the largest ``min(in, out)`` of a linear layer):
+#: at width 182 an NDT epoch took under half the CPU time of fp32, at width 64 1.5x as long
+#: (docs/performance.md)
+CPU_BF16_MIN_WIDTH = 128
 
-    ``auto`` is bf16 on CUDA and on CPUs with native bf16 matmuls (``cpu_has_fast_bf16``), fp32
-    elsewhere. Under bf16, matmuls run in bf16; the readout, losses, softmax and metrics stay fp32.
+
+def linear_width(model: nn.Module) -> int:
+    """The widest linear layer of ``model``, as ``min(in_features, out_features)`` (0: none)."""
+    return max((min(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)), default=0)
+
+
+def resolve_precision(device: torch.device, precision: str, model: nn.Module | None = None) -> str:
+    """``train.precision`` made concrete for ``model``: ``"bf16"`` (autocast) or ``"fp32"``.
+
+    ``auto`` is bf16 on CUDA; on a CPU with native bf16 matmuls (``cpu_has_fast_bf16``) it is
+    bf16 for a model at least ``CPU_BF16_MIN_WIDTH`` wide, where the matmuls outweigh the casts,
+    and fp32 otherwise (and without a model). Under bf16, matmuls run in bf16; the readout,
+    losses, softmax and metrics stay fp32.
     """
     if precision != "auto":
         return precision
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()):
+    if device.type == "cuda":
         return "bf16"
-    return "fp32"
+    wide = model is not None and linear_width(model) >= CPU_BF16_MIN_WIDTH
+    return "bf16" if device.type == "cpu" and wide and cpu_has_fast_bf16() else "fp32"
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, precision: str, model: nn.Module | None = None) -> contextlib.AbstractContextManager:
     """bf16 autocast where ``resolve_precision`` says bf16, else nothing (plain fp32)."""
-    if resolve_precision(device, precision) != "bf16":
+    if resolve_precision(device, precision, model) != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -262,7 +276,7 @@ def validation_loss(model: BlendModel, task: Task, train: TrainConfig, device: t
     gen = make_generator(device, train.seed + 1)
     total = torch.zeros((), device=device)
     count = 0
-    with autocast(device, train.precision):
+    with autocast(device, train.precision, model):
         for batch in task.batches("val", train.batch_size, None):
             inputs = task.inputs(batch, gen)
             total += task.loss(model(inputs), batch, inputs).float() * len(batch)
@@ -327,6 +341,8 @@ def fit(
             "global_rng": _global_rng(),
         })
 
+    precision = resolve_precision(device, train.precision, model)
+    log.info("%s: precision %s (train.precision: %s)", role, precision, train.precision)
     bar = make_progress(role, train.max_epochs, start_epoch, train.progress, train.progress_seconds)
     model.train()
     epoch = start_epoch - 1
@@ -335,7 +351,7 @@ def fit(
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         for batch in task.batches("train", train.batch_size, gen):
-            with autocast(device, train.precision):
+            with autocast(device, precision):
                 terms = objective(model, batch, gen)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
