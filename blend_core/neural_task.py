@@ -75,7 +75,9 @@ class NeuralTask:
         starts = torch.rand(n, self.window, generator=generator, device=generator.device) < p
         if span == 1:
             return starts.to(self.device)
-        runs = F.max_pool1d(starts.float()[:, None], span, stride=1, padding=span - 1)[:, 0, : self.window]
+        # a run starting at bin t covers t .. t+span-1: bin t is masked if a run started in
+        # t-span+1 .. t (left padding; max_pool1d's own padding may not exceed half the kernel)
+        runs = F.max_pool1d(F.pad(starts.float()[:, None], (span - 1, 0)), span, stride=1)[:, 0]
         return (runs > 0).to(self.device)
 
     def inputs(self, batch: torch.Tensor, generator: torch.Generator | None) -> Inputs:

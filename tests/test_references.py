@@ -118,3 +118,18 @@ def test_reference_glms_run_on_one_blas_thread(monkeypatch):
     monkeypatch.setattr(references, "fit_poisson_glm", spy)
     references.smoothing_rates(generate(SMALL), kernel_sd_ms=(20.0,), alphas=(1e-2,))
     assert seen and all(threads == {1} for threads in seen)  # numpy and scipy both: one thread
+
+
+@pytest.mark.parametrize("span", [2, 3, 7])
+def test_masked_bins_come_in_runs_of_mask_span(span):
+    """Any ``task.mask_span`` works (3 and above once crashed in max_pool1d) and marks runs of ``span`` bins."""
+    data = generate(SMALL)
+    task = NeuralTask(MaskedModelingConfig(mask_ratio=0.2, mask_span=span), data, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    mask = task._bin_mask(64, generator)
+    starts = torch.rand(64, task.window, generator=generator.set_state(state)) < 0.2 / span
+    assert mask.shape == (64, task.window)
+    for t in range(task.window):
+        assert torch.equal(mask[:, t], starts[:, max(0, t - span + 1): t + 1].any(dim=1))
+    assert mask.any()
