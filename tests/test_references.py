@@ -122,7 +122,7 @@ def test_reference_glms_run_on_one_blas_thread(monkeypatch):
 
 @pytest.mark.parametrize("span", [2, 3, 7])
 def test_masked_bins_come_in_runs_of_mask_span(span):
-    """Any ``task.mask_span`` works (3 and above once crashed in max_pool1d) and marks runs of ``span`` bins."""
+    """Any ``task.mask_span`` works (3 and up once crashed in max_pool1d) and masks runs of ``span`` bins."""
     data = generate(SMALL)
     task = NeuralTask(MaskedModelingConfig(mask_ratio=0.2, mask_span=span), data, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
