@@ -64,9 +64,11 @@ def _convergence(run_dir: Path) -> dict[str, list[int]]:
     import torch
 
     out = {}
-    for ckpt in sorted((run_dir / "checkpoints").glob("*-final.pt")):
+    for ckpt in sorted((run_dir / "checkpoints").glob("*.pt")):
+        if ckpt.stem.endswith("-last"):
+            continue
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        out[ckpt.name.removesuffix("-final.pt")] = [int(state["best_epoch"]), int(state["epochs_run"])]
+        out[ckpt.stem] = [int(state["best_epoch"]), int(state["epochs_run"])]
     return out
 
 
@@ -76,14 +78,14 @@ def _record(rep_dir: Path, run_dir: Path, wall: float, meta: dict[str, Any]) -> 
     (rep_dir / "record.json").write_text(json.dumps(rec, indent=1, default=str))
 
 
-def run_neural(out: Path, settings: list[str], replicates: int, seed_base: int, max_epochs: int,
+def run_neural(out: Path, settings: list[str], replicates: range, seed_base: int, max_epochs: int,
                controls: bool) -> None:
     from blend_nwb.robustness import SETTINGS, write_setting
 
     for name in settings:
         layout = SETTINGS[name].dataset
         recipe = ROOT / "examples/nlb" / f"{layout}_cpu.yaml"
-        for i in range(replicates):
+        for i in replicates:
             rep = out / "neural" / name / f"r{i}"
             if (rep / "record.json").exists():
                 continue
@@ -99,13 +101,13 @@ def run_neural(out: Path, settings: list[str], replicates: int, seed_base: int, 
             print(f"{name} r{i}: {wall:.0f} s", flush=True)
 
 
-def run_identity(out: Path, settings: list[str], replicates: int, seed_base: int, extra_sets: list[str],
+def run_identity(out: Path, settings: list[str], replicates: range, seed_base: int, extra_sets: list[str],
                  controls: bool) -> None:
     from blend_spatial.robustness import SETTINGS, write_setting
 
     base = yaml.safe_load((ROOT / "examples/spatial/identity.yaml").read_text())
     for name in settings:
-        for i in range(replicates):
+        for i in replicates:
             rep = out / "identity" / name / f"r{i}"
             if (rep / "record.json").exists():
                 continue
@@ -173,6 +175,9 @@ def table(setting_dir: Path, kind: str) -> str:
     records = [json.loads(p.read_text()) for p in sorted(setting_dir.glob("r*/record.json"))]
     if not records:
         return ""
+    for rec, p in zip(records, sorted(setting_dir.glob("r*/record.json"))):
+        if not rec.get("convergence") and (p.parent / "run/checkpoints").exists():
+            rec["convergence"] = _convergence(p.parent / "run")
     metrics = NEURAL_METRICS if kind == "neural" else IDENTITY_METRICS
     rows = _rows(records, kind)
     n = len(records)
@@ -201,6 +206,84 @@ def table(setting_dir: Path, kind: str) -> str:
     return "\n".join(head)
 
 
+# ----------------------------------------------------------------- identity: which classifier input
+
+ROLE_KEYS = {"student": "X_blend", "teacher": "X_blend_teacher", "baseline": "X_blend_baseline"}
+
+
+def _loao(x, y, groups, fit, classes, kind) -> float:
+    """Leave-one-training-animal-out accuracy: fit on the other training animals, score each in turn."""
+    import numpy as np
+
+    from blend_spatial.classify import fit_predict
+
+    scores = []
+    for g in sorted(set(groups[fit])):
+        held = fit & (groups == g)
+        rest = fit & (groups != g)
+        if len(set(y[rest])) < len(classes):
+            continue
+        pred, _ = fit_predict(x, y, rest, classes, kind)
+        scores.append(np.mean(pred[held] == y[held]))
+    return float(np.mean(scores))
+
+
+def input_scores(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Per role and candidate (input, classifier): leave-one-training-animal-out and held-out accuracy.
+
+    Reads the run's ``h5ad/*.blend.h5ad`` (embeddings of each role, labels, split); the activity
+    statistics are computed as the task computes them. Labels of the held-out animal enter only
+    the ``held-out`` scores, never the ``loao`` ones.
+    """
+    import anndata as ad
+    import numpy as np
+
+    from blend_spatial.anndata_source import SUBCLASSES
+    from blend_spatial.features import session_features
+
+    files = sorted((run_dir / "h5ad").glob("*.blend.h5ad"))
+    sessions = [ad.read_h5ad(f) for f in files]
+    feats = np.concatenate([session_features(a.obsm["activity"], a.obsm["spatial"], 65.0) for a in sessions])
+    obs = lambda k: np.concatenate([a.obs[k].astype(str).to_numpy() for a in sessions])
+    subject, split = obs("subject"), obs("blend_split")
+    labels = {"EC/IN": (obs("ei_class"), ["EC", "IN"]), "subclass": (obs("subclass"), list(SUBCLASSES))}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    inputs = {"features": lambda e: feats}
+    for role, key in ROLE_KEYS.items():
+        if key in sessions[0].obsm:
+            emb = np.concatenate([a.obsm[key] for a in sessions])
+            inputs[f"{role}: embedding"] = lambda e, emb=emb: emb
+            inputs[f"{role}: embedding+features"] = lambda e, emb=emb: np.concatenate([emb, feats], axis=1)
+    from blend_spatial.classify import fit_predict
+
+    for name, make in inputs.items():
+        x = make(None)
+        for kind in ("svm", "logistic"):
+            row = out.setdefault(f"{name} ({kind})", {})
+            for lab, (y, classes) in labels.items():
+                known = np.isin(y, classes)
+                fit = (split == "train") & known
+                row[f"loao {lab}"] = _loao(x, y, subject, fit, classes, kind)
+                pred, _ = fit_predict(x, y, fit, classes, kind)
+                test = (split == "test") & known
+                row[f"held-out {lab}"] = float(np.mean(pred[test] == y[test]))
+    return out
+
+
+def print_inputs(setting_dir: Path) -> None:
+    import numpy as np
+
+    per = [input_scores(d / "run") for d in sorted(setting_dir.glob("r*")) if (d / "record.json").exists()]
+    if not per:
+        return
+    cols = ["loao EC/IN", "loao subclass", "held-out EC/IN", "held-out subclass"]
+    print(f"### {setting_dir.name}: classifier inputs ({len(per)} replicates; mean)\n")
+    print("| input (classifier) | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols))
+    for name in per[0]:
+        print(f"| {name} | " + " | ".join(f"{np.mean([p[name][c] for p in per]):.3f}" for c in cols) + " |")
+    print()
+
+
 def print_tables(out: Path) -> None:
     for kind in ("neural", "identity"):
         for d in sorted((out / kind).glob("*")) if (out / kind).exists() else []:
@@ -217,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("out", type=Path)
         s.add_argument("--settings", nargs="+", required=True)
         s.add_argument("--replicates", type=int, default=3)
+        s.add_argument("--first", type=int, default=0, help="index of the first replicate (to split a sweep "
+                                                             "over processes)")
         s.add_argument("--seed-base", type=int, default=1000, help="generator seed of replicate 0 (held out: >= 1000)")
         s.add_argument("--controls", action="store_true", help="add the self-distillation control")
         if kind == "neural":
@@ -225,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--set", action="append", default=[], dest="sets", help="extra blend run --set")
     t = sub.add_parser("table")
     t.add_argument("out", type=Path)
+    t = sub.add_parser("inputs", help="identity: score each classifier input on a setting's runs")
+    t.add_argument("setting_dir", type=Path)
     args = p.parse_args(argv)
     if args.cmd == "neural":
         from blend_nwb.robustness import SETTINGS
@@ -237,9 +324,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(SETTINGS)}", file=sys.stderr)
             return 2
     if args.cmd == "neural":
-        run_neural(args.out, args.settings, args.replicates, args.seed_base, args.max_epochs, args.controls)
+        reps = range(args.first, args.first + args.replicates)
+        run_neural(args.out, args.settings, reps, args.seed_base, args.max_epochs, args.controls)
     elif args.cmd == "identity":
-        run_identity(args.out, args.settings, args.replicates, args.seed_base, args.sets, args.controls)
+        reps = range(args.first, args.first + args.replicates)
+        run_identity(args.out, args.settings, reps, args.seed_base, args.sets, args.controls)
+    if args.cmd == "inputs":
+        print_inputs(args.setting_dir)
+        return 0
     print_tables(args.out)
     return 0
 
