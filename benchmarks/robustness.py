@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NEURAL_METRICS = ("co-bps", "vel R2", "psth R2")
+NEURAL_METRICS = ("co-bps", "vel R2", "fp-bps")  # psth R2: pseudo-trials have no conditions
 IDENTITY_METRICS = ("accuracy (EC/IN)", "accuracy (subclass)", "macro F1 (subclass)")
 NEURAL_DIFFS = (("baseline", "smoothing"), ("student", "smoothing"), ("student", "baseline"),
                 ("student", "control_student"), ("control_student", "baseline"))
