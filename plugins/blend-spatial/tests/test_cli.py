@@ -53,7 +53,7 @@ def test_student_beats_chance_on_the_held_out_animal(finished_run):
     out, _ = finished_run
     metrics = json.loads((out / "metrics.json").read_text())
     # the roles, and the reference rows of hand-made activity statistics (without and with behavior;
-    # the default classifier is svm, so the statistics are also scored under logistic regression)
+    # the default classifier is auto, not logistic, so the statistics are also scored under logistic regression)
     rows = {"baseline", "teacher", "student", "features", "features+behavior", "features (logistic)"}
     assert set(metrics.pop("val")) == rows  # the same rows, leave-one-training-animal-out: what selection reads
     assert set(metrics) == rows

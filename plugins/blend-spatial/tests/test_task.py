@@ -23,7 +23,11 @@ def data(tiny_dir):
 
 @pytest.fixture(scope="module")
 def task(data):
-    return NeuronIdentityTask(NeuronIdentityConfig(window=16, windows_per_neuron=3, val_windows_per_neuron=2), data, CPU)
+    # svm on the embedding alone: what these tests pin down (``auto`` and the statistics as input:
+    # test_classifier_input.py)
+    config = NeuronIdentityConfig(window=16, windows_per_neuron=3, val_windows_per_neuron=2, classifier="svm",
+                                  classifier_input="embedding")
+    return NeuronIdentityTask(config, data, CPU)
 
 
 def model(task, fusion=None, config=SMALL, seed=0):
@@ -189,7 +193,7 @@ def test_reference_rows_match_an_independent_computation(task, data):
 
     from sklearn.svm import SVC
 
-    rows = task.references()  # the default classifier, svm; and the features under logistic regression
+    rows = task.references()  # the task's classifier, svm; and the features under logistic regression
     assert set(rows) == {"features", "features+behavior", "features (logistic)"}
     test = data.split == "test"
     for name, behavior in (("features", False), ("features+behavior", True), ("features (logistic)", False)):
@@ -296,7 +300,7 @@ def test_svm_separates_a_class_that_lies_between_the_others():
 
 def test_with_another_classifier_the_features_are_also_scored_under_logistic(task, data):
     linear = NeuronIdentityTask(attrs.evolve(task.config, classifier="logistic"), data, CPU).references()
-    rows = task.references()  # svm, the default
+    rows = task.references()  # svm, the task's
     assert list(rows) == ["features", "features+behavior", "features (logistic)"]
     assert rows["features (logistic)"] == linear["features"]
     assert list(linear) == ["features", "features+behavior"]

@@ -66,6 +66,36 @@ def fit_predict(
     return np.asarray(classes)[proba.argmax(1)].astype(str), proba
 
 
+#: what ``classifier: auto`` chooses between
+AUTO_CANDIDATES: tuple[Kind, ...] = ("svm", "logistic")
+
+
+def leave_one_group_out(features: np.ndarray, labels: np.ndarray, fit_mask: np.ndarray, groups: np.ndarray,
+                        classes: Sequence[str], kind: Kind, **options: Any) -> float:
+    """Mean accuracy over the groups of ``fit_mask`` (e.g. the training animals), each scored by a
+    classifier fit on the others. Only ``fit_mask`` rows are read: the held-out animal never enters.
+    NaN when fewer than two groups can be scored (a group is skipped when the others lack a class)."""
+    scores = []
+    for g in np.unique(groups[fit_mask]):
+        held, rest = fit_mask & (groups == g), fit_mask & (groups != g)
+        if not held.any() or len(np.unique(labels[rest])) < 2:
+            continue
+        pred, _ = fit_predict(features, labels, rest, classes, kind, **options)
+        scores.append(float(np.mean(pred[held] == labels[held])))
+    return float(np.mean(scores)) if len(scores) >= 2 else float("nan")
+
+
+def choose_classifier(features: np.ndarray, labels: np.ndarray, fit_mask: np.ndarray, groups: np.ndarray,
+                      classes: Sequence[str], **options: Any) -> tuple[Kind, dict[str, float]]:
+    """``classifier: auto``: the candidate with the best leave-one-group-out accuracy on the fit rows
+    (ties and no usable groups: the first candidate, svm), and every candidate's score."""
+    scores = {k: leave_one_group_out(features, labels, fit_mask, groups, classes, k, **options)
+              for k in AUTO_CANDIDATES}
+    usable = {k: v for k, v in scores.items() if not np.isnan(v)}
+    best = max(usable, key=lambda k: (usable[k], -AUTO_CANDIDATES.index(k))) if usable else AUTO_CANDIDATES[0]
+    return best, scores
+
+
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Top-1 accuracy, macro-F1 over ``labels``, confusion matrix (rows: true) and support, JSON-ready."""
     from blend_core.api import classification_scores as core_scores

@@ -31,7 +31,7 @@ from blend_core.api import (
     in_range,
     positive_finite,
 )
-from blend_spatial.classify import classification_scores, fit_predict
+from blend_spatial.classify import choose_classifier, classification_scores, fit_predict
 from blend_spatial.data import NeuronIdentityData
 from blend_spatial.features import activity_features, neighbours
 
@@ -51,13 +51,15 @@ class NeuronIdentityConfig:
     #: mean and s.d. for all its neurons, so that neurons keep their relative amplitudes), or ``none``
     normalize: Literal["neuron", "session", "none"] = "neuron"
     #: on the frozen embeddings; ``svm`` (RBF) because a type can sit *between* others in embedding
-    #: space (EC cells among the inhibitory types), which no linear boundary separates
-    classifier: Literal["logistic", "svm", "mlp", "knn"] = "svm"
+    #: space (EC cells among the inhibitory types), which no linear boundary separates; ``auto``: per
+    #: label set, svm or logistic, whichever scores better leaving one *training* animal out at a time
+    #: (``classify.choose_classifier``; the held-out animal never enters the choice)
+    classifier: Literal["auto", "logistic", "svm", "mlp", "knn"] = "auto"
     #: what the classifier reads: the frozen ``embedding``, or the embedding concatenated with the
     #: hand-made activity statistics of ``blend_spatial.features`` (``embedding+features``; activity
     #: and positions only, never behavior or labels), so that what a z-scoring model cannot see
     #: (a neuron's rate and amplitude) still reaches the classifier
-    classifier_input: Literal["embedding", "embedding+features"] = "embedding"
+    classifier_input: Literal["embedding", "embedding+features"] = "embedding+features"
     class_weight: Literal["balanced", "none"] = "balanced"  #: logistic and svm
     svm_c: float = attrs.field(default=1.0, validator=positive_finite())  #: svm only: the RBF SVM's regularisation C
     knn_neighbors: int = attrs.field(default=10, validator=POSITIVE_INT)
@@ -242,14 +244,26 @@ class NeuronIdentityTask:
         out: dict[str, Any] = {}
         fit = self.data.split == "train"
         x = embedding if raw else self.classifier_input(embedding)
+        options = dict(class_weight=c.class_weight, knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden,
+                       svm_c=c.svm_c)
         for lab in self.data.labels:
-            pred, proba = fit_predict(
-                x, lab.values, fit & lab.labelled(), lab.classes, classifier or c.classifier,
-                class_weight=c.class_weight, knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden, svm_c=c.svm_c,
-            )
+            kind = self._kind(x, lab, fit & lab.labelled(), classifier or c.classifier)
+            pred, proba = fit_predict(x, lab.values, fit & lab.labelled(), lab.classes, kind, **options)
             out[f"{lab.key}_pred"], out[f"{lab.key}_proba"] = pred, proba
+            out[f"{lab.key}_classifier"] = np.asarray(kind)  # what classifier: auto chose
             out[f"{lab.key}_classes"] = np.asarray(lab.classes, dtype=str)
         return out
+
+    def _kind(self, x: np.ndarray, lab: Any, fit: np.ndarray, kind: str) -> str:
+        """The classifier to fit on rows ``fit``: ``kind``, or for ``auto`` the one that scores better
+        leaving one of those rows' animals out at a time (their sessions, with one animal)."""
+        if kind != "auto":
+            return kind
+        c = self.config
+        groups = self.data.subjects if len(set(self.data.subjects[fit])) > 1 else self.data.session_index
+        chosen, _ = choose_classifier(x, lab.values, fit, groups, lab.classes, class_weight=c.class_weight,
+                                      knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden, svm_c=c.svm_c)
+        return chosen
 
     def predict(self, model: BlendModel) -> dict[str, Any]:
         """Embeddings, and each label set's predicted class and probabilities, for every neuron."""
@@ -280,6 +294,8 @@ class NeuronIdentityTask:
             details[f"confusion ({lab.name})"] = scores["confusion"]
             details[f"support ({lab.name})"] = scores["support"]
             details[f"classes ({lab.name})"] = list(lab.classes)
+            if f"{lab.key}_classifier" in predicted:
+                details[f"classifier ({lab.name})"] = str(predicted[f"{lab.key}_classifier"])
         return metrics, details
 
     # ------------------------------------------------------------ validation (blend_core.selection)
@@ -317,8 +333,9 @@ class NeuronIdentityTask:
                 fit = (folds >= 0) & (folds != k) & lab.labelled()
                 if len(set(lab.values[fit].tolist())) < 2:
                     continue  # nothing to learn from one class: the fold stays unpredicted (scored wrong)
+                kind = self._kind(embedding, lab, fit, classifier or c.classifier)  # auto: chosen inside the fold
                 pred_k, _ = fit_predict(
-                    embedding, lab.values, fit, lab.classes, classifier or c.classifier, class_weight=c.class_weight,
+                    embedding, lab.values, fit, lab.classes, kind, class_weight=c.class_weight,
                     knn_neighbors=c.knn_neighbors, mlp_hidden=c.mlp_hidden, svm_c=c.svm_c,
                 )
                 pred[folds == k] = pred_k[folds == k]
