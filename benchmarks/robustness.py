@@ -281,6 +281,15 @@ def print_inputs(setting_dir: Path) -> None:
     print("| input (classifier) | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols))
     for name in per[0]:
         print(f"| {name} | " + " | ".join(f"{np.mean([p[name][c] for p in per]):.3f}" for c in cols) + " |")
+    # classifier: auto, per replicate and label set: the classifier with the better loao score
+    for base in dict.fromkeys(n.rsplit(" (", 1)[0] for n in per[0]):
+        cells = []
+        for c in cols:
+            lab = c.split(" ", 1)[1]
+            picked = [p[f"{base} ({max(('svm', 'logistic'), key=lambda k: p[f'{base} ({k})'][f'loao {lab}'])})"][c]
+                      for p in per]
+            cells.append(f"{np.mean(picked):.3f}")
+        print(f"| {base} (auto) | " + " | ".join(cells) + " |")
     print()
 
 
