@@ -46,12 +46,18 @@ def _env() -> dict[str, str]:
 
 
 def _blend_run(config: Path, out: Path, sets: list[str], log: Path) -> float:
-    """One ``blend run``; returns its wall time. A failed run stops the sweep with its log's tail."""
-    cmd = [sys.executable, "-m", "blend_core.cli", "run", str(config), "--out", str(out), "--overwrite"]
+    """One ``blend run``; returns its wall time. A failed run stops the sweep with its log's tail.
+
+    A run directory left with checkpoints by an interrupted sweep is resumed (``--resume``: finished
+    roles are loaded, not retrained), so that restarting the sweep does not repeat training.
+    """
+    resume = (out / "checkpoints").exists()
+    cmd = [sys.executable, "-m", "blend_core.cli", "run", str(config), "--out", str(out),
+           "--resume" if resume else "--overwrite"]
     for s in sets:
         cmd += ["--set", s]
     t0 = time.time()
-    with open(log, "w") as fh:
+    with open(log, "a" if resume else "w") as fh:
         rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_env(), cwd=ROOT)
     if rc != 0:
         tail = log.read_text().splitlines()[-5:]
@@ -90,7 +96,9 @@ def run_neural(out: Path, settings: list[str], replicates: range, seed_base: int
             if (rep / "record.json").exists():
                 continue
             rep.mkdir(parents=True, exist_ok=True)
-            path = write_setting(name, rep / "data.nwb", seed_base + i)
+            path = rep / "data.nwb"
+            if not path.exists():  # kept by an interrupted run: resuming checks the input's digest
+                write_setting(name, path, seed_base + i)
             sets = [f"data.path={path}", f"train.seed={i}", f"train.max_epochs={max_epochs}"]
             if controls:
                 sets.append("controls=[self]")
@@ -112,7 +120,7 @@ def run_identity(out: Path, settings: list[str], replicates: range, seed_base: i
             if (rep / "record.json").exists():
                 continue
             rep.mkdir(parents=True, exist_ok=True)
-            paths = write_setting(name, rep / "data", seed_base + i)
+            paths = sorted((rep / "data").glob("*.h5ad")) or write_setting(name, rep / "data", seed_base + i)
             subjects = sorted({p.stem.split("_")[0] for p in paths})
             config = dict(base)
             config["data"] = {"type": "anndata", "path": str(rep / "data" / "*.h5ad"), "split": "subject",
