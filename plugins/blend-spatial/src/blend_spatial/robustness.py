@@ -38,6 +38,7 @@ import numpy as np
 
 from blend_spatial.anndata_source import SUBCLASSES
 from blend_spatial.synthetic import _behavior, _ou, _types, _zscore, to_anndata, write_sessions
+from blend_spatial.synthetic import generate as synthetic_generate
 
 
 @attrs.frozen
@@ -128,13 +129,7 @@ def session(config: BugeonLikeConfig, subject: str, name: str, rng: np.random.Ge
 
 def generate(config: BugeonLikeConfig) -> list[Any]:
     """All sessions (subjects SB026, SB027, ...; sessions SUBJECT_s0, ...)."""
-    rng = np.random.default_rng(config.seed)
-    out = []
-    for i in range(config.n_subjects):
-        subject = f"SB{26 + i:03d}"
-        for j in range(config.sessions_per_subject):
-            out.append(session(config, subject, f"{subject}_s{j}", rng))
-    return out
+    return synthetic_generate(config, session)
 
 
 def write_setting(name: str, out_dir: str | Path, seed: int, **overrides) -> list[Path]:

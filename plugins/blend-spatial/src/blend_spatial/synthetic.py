@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import numpy as np
@@ -164,14 +164,19 @@ def to_anndata(types: np.ndarray, dff: np.ndarray, xy: np.ndarray, speed: np.nda
     return adata
 
 
-def generate(config: SyntheticSpatialConfig) -> list[Any]:
-    """All sessions, as AnnData objects (subjects SB026, SB027, ...; sessions SUBJECT_s0, ...)."""
+def generate(config: Any, make_session: Callable[..., Any] | None = None) -> list[Any]:
+    """All sessions, as AnnData objects (subjects SB026, SB027, ...; sessions SUBJECT_s0, ...).
+
+    ``make_session(config, subject, name, rng)`` draws one session (default: this
+    generator's :func:`session`); other generators reuse the naming and seeding.
+    """
+    make_session = make_session or session
     rng = np.random.default_rng(config.seed)
     out = []
     for i in range(config.n_subjects):
         subject = f"SB{26 + i:03d}"
         for j in range(config.sessions_per_subject):
-            out.append(session(config, subject, f"{subject}_s{j}", rng))
+            out.append(make_session(config, subject, f"{subject}_s{j}", rng))
     return out
 
 
