@@ -80,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "psth_r2": "blend_core.metrics",
     "nlb_scores": "blend_core.metrics",
     "classification_scores": "blend_core.metrics",
+    "h5safe": "blend_core",  # a submodule: checked reads of HDF5 files (needs h5py)
     "score_rates": "blend_core.neural_task",
     # built-in components a plugin may reuse inside its own (e.g. a backbone's privileged path)
     "FeatureConfig": "blend_core.distillation",
@@ -99,7 +100,11 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'blend_core.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    try:
+        value = getattr(imported, name)
+    except AttributeError:  # a public submodule, e.g. h5safe
+        value = importlib.import_module(f"{module}.{name}")
     globals()[name] = value
     return value
 
@@ -111,6 +116,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs
     from blend_core import __version__
     from blend_core.results import RunResult
+    from blend_core import h5safe
     from blend_core.config import apply_overrides, build_config, load_config, read_yaml
     from blend_core.contracts import ContractError, check_output
     from blend_core.data import SPLITS, NeuralData, gaussian_smooth

@@ -82,3 +82,32 @@ def test_advice_never_leaves_one_class(tiny_dir, tmp_path):
     msg = _refused(d, subclass="")
     assert "split leaves class(es) 'IN' of obs['ei_class'] with no labelled neuron in 'test'" in msg
     assert "drop the class" not in msg
+
+
+def test_an_external_link_in_an_h5ad_is_refused(tiny_dir, tmp_path):
+    """An .h5ad may not make blend read another HDF5 file on the host (issue 19, item 5)."""
+    import h5py
+
+    d = tmp_path / "s"
+    shutil.copytree(tiny_dir, d)
+    path = d / "SB026_s1.h5ad"
+    elsewhere = tmp_path / "elsewhere.h5"
+    with h5py.File(elsewhere, "w") as f:
+        f["secret"] = np.arange(3.0)
+    with h5py.File(path, "a") as f:
+        f["uns/planted"] = h5py.ExternalLink(str(elsewhere), "/secret")
+    msg = _refused(d)
+    assert str(path) in msg and "uns/planted" in msg and "external link" in msg
+
+
+def test_an_impossible_declared_size_in_an_h5ad_is_refused(tiny_dir, tmp_path):
+    """A dense array declared far larger than what the file stores is refused before anndata reads it."""
+    import h5py
+
+    d = tmp_path / "s"
+    shutil.copytree(tiny_dir, d)
+    path = d / "SB026_s1.h5ad"
+    with h5py.File(path, "a") as f:
+        f.create_dataset("uns/huge", shape=(1 << 28,), dtype="f8", compression="gzip", chunks=(1 << 20,))
+    msg = _refused(d)
+    assert str(path) in msg and "uns/huge" in msg and "declares shape" in msg

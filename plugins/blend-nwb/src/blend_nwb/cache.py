@@ -42,7 +42,7 @@ _OFF = {"", "0", "off", "none", "false", "no"}
 #: a file's digest is remembered only once the file has been left alone this long (s)
 MEMO_MIN_AGE_S = 2.0
 #: modules whose code decides the cached values
-_LOADER_MODULES = ("nlb.py", "binning.py", "nwbfile.py", "h5safe.py", "cache.py", "truth.py")
+_LOADER_MODULES = ("nlb.py", "binning.py", "nwbfile.py", "cache.py", "truth.py")
 
 
 def cache_dir() -> Path | None:

@@ -16,8 +16,7 @@ import h5py
 import numpy as np
 
 from blend_core.api import DataError, bits_per_spike, psth_r2, velocity_r2
-from blend_nwb import h5safe
-from blend_nwb.h5safe import dtype_name
+from blend_core.api import h5safe
 from blend_nwb.nlb import SPECS
 
 DATASETS = tuple(SPECS)  #: the NLB dataset names (one table: ``blend_nwb.nlb.SPECS``)
@@ -147,7 +146,7 @@ class _Files:
             raise self.fail(tree, name, "missing")
         value = np.asarray(tree[name])
         if value.dtype.kind not in "fiub":
-            raise self.fail(tree, name, f"expected numbers, got {dtype_name(value.dtype)}")
+            raise self.fail(tree, name, f"expected numbers, got {h5safe.dtype_name(value.dtype)}")
         if value.ndim not in ndim:
             want = " or ".join(f"{n}-d" for n in ndim)
             raise self.fail(tree, name, f"expected a {want} array of numbers, got shape {value.shape}")

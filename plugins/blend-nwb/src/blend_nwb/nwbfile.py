@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from blend_core.api import DataError
-from blend_nwb import h5safe
+from blend_core.api import h5safe
 
 #: Where behavior series are looked up, in order, when given by bare name.
 BEHAVIOR_GROUPS = ("processing/behavior", "acquisition")

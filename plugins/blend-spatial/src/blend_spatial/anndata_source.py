@@ -234,11 +234,29 @@ def read_session(adata: Any, origin: str, layout: LayoutConfig, *, stem: str, ke
     return sess, labels
 
 
+def _check_hdf5(path: Path) -> None:
+    """Refuse links out of the file and impossible declared sizes before anndata reads it whole."""
+    import h5py
+
+    from blend_core.api import h5safe
+
+    def fail(obj: str, why: str) -> DataError:
+        return DataError(f"{path}: {obj}: {why}")
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return  # not HDF5: anndata's own error names the file
+    with f:
+        h5safe.check_file(f, fail)
+
+
 def _read_h5ad(path: Path, what: str = "path") -> Any:
     import anndata as ad
 
     if not path.is_file():
         raise DataError(f"{path}: file not found ({what})")
+    _check_hdf5(path)
     try:
         return ad.read_h5ad(path)
     except Exception as exc:

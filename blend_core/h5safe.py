@@ -1,5 +1,8 @@
 """Reading HDF5 files someone else wrote, without leaving the file or the machine's memory.
 
+Shared by the data plugins (NWB, .h5ad) through ``blend_core.api.h5safe``; needs h5py,
+which every HDF5-reading plugin brings.
+
 Two things a file can declare make a plain ``f[path][()]`` unsafe:
 
 - *Links out of the file.* An HDF5 external link (or a dataset whose data lives in an
@@ -21,7 +24,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from blend_core.api import DataError
+from blend_core.errors import DataError
 
 #: the largest array blend reads from one HDF5 dataset (bytes, as declared)
 MAX_ARRAY_BYTES = 8 << 30
@@ -118,3 +121,28 @@ def dtype_name(dtype: np.dtype) -> str:
     if dtype.kind == "V":
         return "compound records"
     return f"dtype {dtype}"
+
+
+def check_file(f: h5py.File, fail: Fail) -> None:
+    """Check every object of a file before a library reads it whole (e.g. ``anndata.read_h5ad``).
+
+    Walks every link without following external ones: an external link anywhere, data stored
+    outside the file, or a declared size that cannot be real is refused naming the object.
+    """
+    def walk(group: h5py.Group) -> None:
+        for name in group:
+            path = f"{group.name.rstrip('/')}/{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise fail(path, f"an HDF5 external link to {link.filename}:{link.path}; blend reads only data "
+                           "stored in the file itself (copy it in)")
+            if isinstance(link, h5py.SoftLink):
+                resolve(f, path, fail)  # a dangling or endless link is refused; its target is walked where it lives
+                continue
+            obj = group[name]
+            if isinstance(obj, h5py.Dataset):
+                check_dataset(obj, path, fail)
+            elif isinstance(obj, h5py.Group):
+                walk(obj)
+
+    walk(f["/"])
