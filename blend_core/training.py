@@ -150,6 +150,13 @@ class EarlyStopping:
     def should_stop(self, epoch: int) -> bool:
         return epoch + 1 >= self.min_epochs and epoch - self.best_epoch >= self.patience
 
+    def state_dict(self) -> dict[str, float | int]:
+        """What a checkpoint keeps so that a resumed run stops where an uninterrupted one would."""
+        return {"best_val": self.best_val, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_val, self.best_epoch = float(state["best_val"]), int(state["best_epoch"])
+
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
     gen = torch.Generator(device=device)
@@ -325,7 +332,7 @@ def fit(
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
         _set_global_rng(state.get("global_rng"))  # dropout draws from torch's global generators
         start_epoch = state["epoch"] + 1
-        stopper.best_val, stopper.best_epoch = state["best_val"], state["best_epoch"]
+        stopper.load_state_dict(state)
         best_state, history = state["best_state"], state["history"]
         log.info("%s: resuming at epoch %d", role, start_epoch)
 
@@ -336,8 +343,8 @@ def fit(
             "model": model.state_dict(),  # the frozen teacher has its own checkpoint: not saved again
             "distiller": objective.distiller.state_dict() if objective.distiller is not None else None,
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "generator": gen.get_state(), "epoch": epoch, "best_val": stopper.best_val,
-            "best_epoch": stopper.best_epoch, "best_state": best_state, "history": history,
+            "generator": gen.get_state(), "epoch": epoch, **stopper.state_dict(),
+            "best_state": best_state, "history": history,
             "global_rng": _global_rng(),
         })
 

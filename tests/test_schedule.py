@@ -64,6 +64,18 @@ def test_early_stopping_waits_for_min_epochs(task, builtin_plugins, monkeypatch)
     assert [stopper.should_stop(e) for e in range(7)] == [False] * 5 + [True, True]
 
 
+def test_early_stopping_state_round_trips():
+    """A restored stopper decides exactly as the one it was saved from (resume stops where a run would)."""
+    saved = training.EarlyStopping(patience=2, min_epochs=0)
+    for epoch, val in enumerate([3.0, 2.0, 2.5]):
+        saved.update(val, epoch)
+    restored = training.EarlyStopping(patience=2, min_epochs=0)
+    restored.load_state_dict(saved.state_dict())
+    assert (restored.best_val, restored.best_epoch) == (2.0, 1)
+    assert [restored.update(v, e) for e, v in [(3, 2.1), (4, 1.5)]] == [False, True]
+    assert [restored.should_stop(e) for e in (5, 6)] == [False, True]
+
+
 @pytest.mark.parametrize("key, value", [("decay_steps", 0), ("final_lr_ratio", 1.5), ("min_epochs", -1)])
 def test_schedule_fields_are_validated(tiny_raw, builtin_plugins, key, value):
     tiny_raw["train"][key] = value
