@@ -25,6 +25,22 @@ def tiny_raw() -> dict:
 
 
 @pytest.fixture
+def tiny_identity_raw() -> dict:
+    """A one-epoch neuron-identity run on blend-spatial's synthetic sessions (skips without the plugin)."""
+    pytest.importorskip("blend_spatial")
+    return {
+        "data": {"type": "spatial_synthetic", "n_subjects": 2, "sessions_per_subject": 1, "neurons_per_session": 30,
+                 "n_frames": 200, "inhibitory_fraction": 0.5},
+        "task": {"type": "neuron_identity", "window": 8, "windows_per_neuron": 2},
+        "backbone": {"type": "neuprint", "embedding_dim": 4, "hidden_dim": 8},
+        "privileged": {"type": "identity", "fusion": "concat"},
+        "distillation": {"type": "hard"},
+        "train": {"max_epochs": 1, "batch_size": 64, "progress": False, "device": "cpu"},
+        "plugins": ["spatial"],
+    }
+
+
+@pytest.fixture
 def tiny_config_file(tmp_path: Path, tiny_raw: dict) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(tiny_raw))

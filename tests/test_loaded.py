@@ -78,18 +78,8 @@ def test_blend_predict_on_a_seeds_run_predicts_every_seed(seeds_run, capsys):
         np.testing.assert_allclose(z["rates"], load_run(seeds_run, seed=1).predictions()["rates"], rtol=1e-6)
 
 
-def test_an_identity_run_gives_embeddings_and_labels(tmp_path):
-    pytest.importorskip("blend_spatial")
-    raw = {
-        "data": {"type": "spatial_synthetic", "n_subjects": 2, "sessions_per_subject": 1, "neurons_per_session": 30,
-                 "n_frames": 200, "inhibitory_fraction": 0.5},
-        "task": {"type": "neuron_identity", "window": 8, "windows_per_neuron": 2},
-        "backbone": {"type": "neuprint", "embedding_dim": 4, "hidden_dim": 8},
-        "privileged": {"type": "identity", "fusion": "concat"},
-        "distillation": {"type": "hard"},
-        "train": {"max_epochs": 1, "batch_size": 64, "progress": False, "device": "cpu"},
-        "plugins": ["spatial"],
-    }
+def test_an_identity_run_gives_embeddings_and_labels(tmp_path, tiny_identity_raw):
+    raw = tiny_identity_raw
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]) == 0
     run = load_run(tmp_path / "run")

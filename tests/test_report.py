@@ -103,19 +103,9 @@ def test_identity_report_draws_the_confusion_matrix(tmp_path, capsys):
     plt.close(fig)
 
 
-def test_report_of_an_identity_run_draws_confusion_and_umap(tmp_path, capsys):
+def test_report_of_an_identity_run_draws_confusion_and_umap(tmp_path, capsys, tiny_identity_raw):
     """blend-spatial keeps its outputs in metrics.json (confusion matrices) and h5ad/ (embeddings)."""
-    pytest.importorskip("blend_spatial")
-    raw = {
-        "data": {"type": "spatial_synthetic", "n_subjects": 2, "sessions_per_subject": 1, "neurons_per_session": 30,
-                 "n_frames": 200, "inhibitory_fraction": 0.5},
-        "task": {"type": "neuron_identity", "window": 8, "windows_per_neuron": 2},
-        "backbone": {"type": "neuprint", "embedding_dim": 4, "hidden_dim": 8},
-        "privileged": {"type": "identity", "fusion": "concat"},
-        "distillation": {"type": "hard"},
-        "train": {"max_epochs": 1, "batch_size": 64, "progress": False, "device": "cpu"},
-        "plugins": ["spatial"],
-    }
+    raw = tiny_identity_raw
     out = _run(tmp_path, raw)
     assert not (out / "report-data.npz").exists()  # the identity task's outputs are its own
     assert main(["report", str(out)]) == 0
